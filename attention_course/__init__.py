@@ -1,0 +1,1 @@
+"""Shared code of the course "Attention, from scratch": plotting, notebook tools, leak detection, test checks."""
