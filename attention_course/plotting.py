@@ -36,3 +36,21 @@ def show_matrices(matrices: dict, *, cmap: str = "Reds", decimals: int = 2, cell
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def shared_color_scale(fig=None, vmin: float = 0.0, vmax: float | None = None) -> None:
+    """Give every image of `fig` (default: the current figure) the same colour limits.
+
+    `d2l.show_heatmaps` lets each panel scale its own colours and draws one colour bar, from its last panel: two
+    panels whose largest weights are 1.0 and 0.3 then look equally dark. Call this right after it so that one
+    colour means one value in every panel (and the colour bar is right for all of them). `vmax` defaults to
+    the largest value shown. Returns None, so that a notebook cell ending with it does not show the figure twice.
+    """
+    from matplotlib.image import AxesImage
+
+    fig = fig or plt.gcf()
+    images = fig.findobj(AxesImage)
+    if vmax is None:
+        vmax = max(float(im.get_array().max()) for im in images)
+    for im in images:
+        im.set_clim(vmin, vmax)
