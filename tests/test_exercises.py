@@ -1,6 +1,7 @@
 """exercises/ is exactly what nbgrader generates from solutions/, holds no answer or hidden test, and the
 reference passes its own tests while the untouched exercise fails them."""
 import filecmp
+import os
 
 import pytest
 
@@ -20,6 +21,8 @@ def regenerated(tmp_path_factory):
 
 def test_exercises_have_not_drifted(regenerated):
     committed = sorted(p.relative_to(ROOT / "exercises") for p in (ROOT / "exercises").rglob("*") if p.is_file())
+    if os.environ.get("COURSE_ASSIGNMENTS"):  # a restricted run regenerates only the assignments it names
+        committed = [p for p in committed if p.parts[0] in ASSIGNMENTS]
     fresh = sorted(p.relative_to(regenerated) for p in regenerated.rglob("*") if p.is_file())
     assert committed == fresh, "exercises/ lists other files than nbgrader generates: run `make exercises`"
     for rel in fresh:
