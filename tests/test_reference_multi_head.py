@@ -25,10 +25,10 @@ def lens_for(B, n_q, n_k, kind):
 
 def copy_d2l_weights(ours, theirs):
     with torch.no_grad():
-        for name in ("W_q", "W_k", "W_v", "W_o"):
-            getattr(theirs, name).weight.copy_(getattr(ours, name).weight)
-            if getattr(ours, name).bias is not None:
-                getattr(theirs, name).bias.copy_(getattr(ours, name).bias)
+        for layer in ("W_q", "W_k", "W_v", "W_o"):
+            getattr(theirs, layer).weight.copy_(getattr(ours, layer).weight)
+            if getattr(ours, layer).bias is not None:
+                getattr(theirs, layer).bias.copy_(getattr(ours, layer).bias)
 
 
 def torch_mha_from(ours, num_hiddens, num_heads, bias):
@@ -59,7 +59,8 @@ def test_transposes_equal_d2l_and_invert_each_other(B, n, _, num_hiddens, h):
 def test_module_equals_d2l_and_torch(B, n_q, n_k, num_hiddens, h, bias, kind):
     torch.manual_seed(B * 100 + n_q * 10 + n_k)
     ours = ref.MultiHeadAttention(num_hiddens, h, dropout=0.3, bias=bias).eval()
-    q, k, v = torch.randn(B, n_q, num_hiddens), torch.randn(B, n_k, num_hiddens), torch.randn(B, n_k, num_hiddens)
+    q = torch.randn(B, n_q, num_hiddens)
+    k, v = torch.randn(B, n_k, num_hiddens), torch.randn(B, n_k, num_hiddens)
     lens = lens_for(B, n_q, n_k, kind)
     got = ours(q, k, v, lens)
     assert got.shape == (B, n_q, num_hiddens)
@@ -73,13 +74,13 @@ def test_module_equals_d2l_and_torch(B, n_q, n_k, num_hiddens, h, bias, kind):
     pytorch = torch_mha_from(ours, num_hiddens, h, bias)
     positions = torch.arange(n_k)
     if kind == "none":
-        expected = pytorch(q, k, v)[0]
+        want = pytorch(q, k, v)[0]
     elif kind == "1d":  # key_padding_mask: True = ignore this key
-        expected = pytorch(q, k, v, key_padding_mask=positions >= lens[:, None])[0]
+        want = pytorch(q, k, v, key_padding_mask=positions >= lens[:, None])[0]
     else:  # one length per query: a 3-D attn_mask (B*h, n_q, n_k), True = not allowed, batch-major like ours
         mask = (positions >= lens[:, :, None]).repeat_interleave(h, dim=0)
-        expected = pytorch(q, k, v, attn_mask=mask)[0]
-    torch.testing.assert_close(got, expected)
+        want = pytorch(q, k, v, attn_mask=mask)[0]
+    torch.testing.assert_close(got, want)
 
 
 def test_dropout_acts_in_training_only():
