@@ -23,7 +23,7 @@ def lens_for(B, n_q, n_k, kind):
     return lens
 
 
-def copy_d2l_weights(ours, theirs):
+def copy_weights_by_attribute(ours, theirs):
     with torch.no_grad():
         for layer in ("W_q", "W_k", "W_v", "W_o"):
             getattr(theirs, layer).weight.copy_(getattr(ours, layer).weight)
@@ -67,7 +67,7 @@ def test_module_equals_d2l_and_torch(B, n_q, n_k, num_hiddens, h, bias, kind):
 
     theirs = d2l.MultiHeadAttention(num_hiddens, h, dropout=0.3, bias=bias).eval()
     theirs(q, k, v, lens)  # materialise the lazy layers, then copy ours in
-    copy_d2l_weights(ours, theirs)
+    copy_weights_by_attribute(ours, theirs)
     torch.testing.assert_close(got, theirs(q, k, v, lens))
     torch.testing.assert_close(ours.attention_weights, theirs.attention.attention_weights)
 
@@ -112,3 +112,31 @@ def test_provided_attention_equals_d2l_dot_product_attention():
         out, weights = ref.dot_product_attention(q, k, v, lens)
         torch.testing.assert_close(out, theirs(q, k, v, lens))
         torch.testing.assert_close(weights, theirs.attention_weights)
+
+
+def test_simulated_correct_answers_equal_the_reference():
+    """The simulated submissions' correct answers (and the base of their wrong ones) compute the reference's
+    function, so the autograde test judges the mistakes, not the bases. Weights copied by attribute."""
+    from submissions import multi_head as sub
+
+    def namespace(*sources):
+        ns = {"torch": torch, "nn": nn, "math": __import__("math"),
+              "transpose_qkv": ref.transpose_qkv, "transpose_output": ref.transpose_output}
+        for source in sources:
+            exec(source, ns)
+        return ns
+
+    correct = namespace(sub.CORRECT["transpose_qkv"], sub.CORRECT["transpose_output"])
+    X = torch.randn(3, 4, 12)
+    torch.testing.assert_close(correct["transpose_qkv"](X, 3), ref.transpose_qkv(X, 3), rtol=0, atol=0)
+    Y = torch.randn(6, 4, 5)
+    torch.testing.assert_close(correct["transpose_output"](Y, 2), ref.transpose_output(Y, 2), rtol=0, atol=0)
+    for source in (sub.CORRECT["MultiHeadAttention"], sub._STUDENT_MHA):
+        cls = namespace(source)["MultiHeadAttention"]
+        for bias, lens in [(False, torch.tensor([5, 1, 3])), (True, torch.randint(1, 6, (3, 4))), (True, None)]:
+            theirs = cls(12, 3, 0.5, bias=bias).eval()
+            ours = ref.MultiHeadAttention(12, 3, 0.5, bias=bias).eval()
+            q, kv = torch.randn(3, 4, 12), torch.randn(3, 5, 12)
+            ours(q, kv, kv, lens)
+            copy_weights_by_attribute(ours, theirs)
+            torch.testing.assert_close(theirs(q, kv, kv, lens), ours(q, kv, kv, lens))
