@@ -87,14 +87,17 @@ def names(source: str) -> list[str]:
 
 
 def points_table_markdown(assignment: str, root: str | Path = ROOT) -> str:
-    rows = ["| Part | You implement | Graded test cells (points) | Points |", "|---|---|---|---:|"]
+    """One row per graded test cell, grouped by part; the part's row names what it asks to implement."""
+    rows = ["| Part: you implement | Graded test cell | Points |", "|---|---|---:|"]
     total = 0.0
     for part in parts(assignment, root):
-        implement = ", ".join(f"`{n}`" for src in part.answers.values() for n in names(src)) or "—"
-        tests = ", ".join(f"`{gid}` ({_num(p)})" for gid, p in part.tests.items()) or "—"
-        rows.append(f"| {part.title} | {implement} | {tests} | {_num(part.points)} |")
+        implement = ", ".join(f"`{n}`" for src in part.answers.values() for n in names(src))
+        label = f"{part.title}: {implement}" if implement else part.title
+        tests = list(part.tests.items()) or [("—", 0.0)]
+        for i, (grade_id, points) in enumerate(tests):
+            rows.append(f"| {label if i == 0 else ''} | `{grade_id}` | {_num(points)} |")
         total += part.points
-    rows.append(f"| **Total** | | | **{_num(total)}** |")
+    rows.append(f"| **Total** | | **{_num(total)}** |")
     return "\n".join(rows)
 
 

@@ -138,7 +138,6 @@ def test_page_reads_offline(visit, secrets, page, tmp_path):
     tab = visit.page
     response = tab.goto(f"{visit.base}/{page}.html", wait_until="load")
     assert response and response.ok, f"{page}: HTTP {response and response.status}"
-    tab.wait_for_load_state("networkidle")
 
     # Math: every .math element typeset by the local MathJax, without TeX errors.
     math = tab.evaluate(MATH_JS)
