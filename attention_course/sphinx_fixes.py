@@ -6,6 +6,9 @@
 - docutils marks bibliography entries `role="doc-biblioentry"` inside a `role="list"`; that DPUB role is
   deprecated and axe-core reports the list as holding no list items (critical: aria-required-children). The
   entries become `role="listitem"`.
+- Pages that read the exercises at build time (`attention_course.assignments`, the Exercises part) depend on
+  `exercises/*/*.ipynb` and on that module: Sphinx is told so, and re-reads (and re-executes) them when either
+  changes, instead of serving a stale points table from an incremental build.
 
 Fixes of the theme's own widgets, which are made in the browser, are in `_static/accessibility.js`.
 """
@@ -37,7 +40,19 @@ def _fix_biblio_roles(app, pagename, templatename, context, doctree):
         context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
 
 
+def _note_exercise_dependencies(app, docname, source):
+    if "attention_course.assignments" not in source[0]:
+        return
+    from pathlib import Path
+
+    from attention_course import assignments
+    root = Path(app.srcdir)
+    for path in [Path(assignments.__file__), *sorted((root / "exercises").glob("*/*.ipynb"))]:
+        app.env.note_dependency(str(path.resolve()))  # for the document being read (env.docname)
+
+
 def setup(app):
+    app.connect("source-read", _note_exercise_dependencies)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("html-page-context", _fix_biblio_roles, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
