@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 
-.PHONY: help venv book test exercises normalize lock clean
+.PHONY: help venv book test exercises normalize lock clean system-deps browser-deps student-repo
 
 help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
@@ -28,6 +28,9 @@ help:
 	@echo "make exercises - regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make normalize - strip outputs and fix cell ids of every source notebook"
 	@echo "make lock   - re-resolve requirements.txt into requirements.lock"
+	@echo "make student-repo DEST=<dir> - the public student repository (no solutions/, tests/, grading state)"
+	@echo "make system-deps  - apt-get install chromium, bubblewrap, postgresql when missing (root or sudo)"
+	@echo "make browser-deps - axe-core from the npm registry into _build/node (for the browser tests)"
 
 # The environment is (re)installed when requirements.lock differs from the copy kept inside it.
 venv:
@@ -44,7 +47,7 @@ venv:
 book: venv
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 
-test: venv
+test: venv system-deps browser-deps
 	$(BIN)/python -m pytest tests
 
 exercises: venv
@@ -66,3 +69,27 @@ lock:
 
 clean:
 	rm -rf _build
+
+# Programs the tests drive: Debian's Chromium (browser tests), bubblewrap (grading sandbox), PostgreSQL (shared
+# gradebook). Installed with apt-get only when missing; needs root or sudo.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:/usr/bin/bwrap postgresql:/usr/bin/pg_ctlcluster
+system-deps:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  test -x "$${pair#*:}" || missing="$$missing $${pair%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	  echo "Installing$$missing with apt-get"; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+
+# axe-core (accessibility rules) from the npm registry; the browser tests inject axe.min.js into every page.
+AXE := _build/node/node_modules/axe-core/axe.min.js
+browser-deps: $(AXE)
+$(AXE):
+	npm install --prefix _build/node --no-save --no-audit --no-fund --loglevel=error axe-core@4
+
+# The public student repository: everything but solutions/, tests/, tools/ and grading state, checked for leaks.
+student-repo: venv
+	@test -n "$(DEST)" || { echo "usage: make student-repo DEST=<dir>"; exit 2; }
+	$(BIN)/python -m tools.student_repo "$(DEST)"

@@ -1,0 +1,58 @@
+"""A Sphinx extension with fixes the published site needs (listed in `_config.yml`, `sphinx.extra_extensions`).
+
+- sphinx-thebe registers its inline configuration script with `filename=None`; Sphinx 7.4 re-adds it as
+  `filename=''` and no longer sees the two as equal, so every page declared `const THEBE_JS_URL` twice and the
+  browser logged "Identifier 'THEBE_JS_URL' has already been declared". Duplicate scripts are dropped per page.
+- docutils marks bibliography entries `role="doc-biblioentry"` inside a `role="list"`; that DPUB role is
+  deprecated and axe-core reports the list as holding no list items (critical: aria-required-children). The
+  entries become `role="listitem"`.
+- Pages that read the exercises at build time (`attention_course.assignments`, the Exercises part) depend on
+  `exercises/*/*.ipynb` and on that module: Sphinx is told so, and re-reads (and re-executes) them when either
+  changes, instead of serving a stale points table from an incremental build.
+
+Fixes of the theme's own widgets, which are made in the browser, are in `_static/accessibility.js`.
+"""
+from __future__ import annotations
+
+
+def _key(asset) -> tuple:
+    attributes = getattr(asset, "attributes", {}) or {}
+    filename = getattr(asset, "filename", asset) or ""
+    return (str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items() if k != "priority")))
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for asset in scripts:
+        key = _key(asset)
+        if key not in seen:
+            seen.add(key)
+            unique.append(asset)
+    scripts[:] = unique
+
+
+def _fix_biblio_roles(app, pagename, templatename, context, doctree):
+    body = context.get("body")
+    if body and 'role="doc-biblioentry"' in body:
+        context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
+
+
+def _note_exercise_dependencies(app, docname, source):
+    if "attention_course.assignments" not in source[0]:
+        return
+    from pathlib import Path
+
+    from attention_course import assignments
+    root = Path(app.srcdir)
+    for path in [Path(assignments.__file__), *sorted((root / "exercises").glob("*/*.ipynb"))]:
+        app.env.note_dependency(str(path.resolve()))  # for the document being read (env.docname)
+
+
+def setup(app):
+    app.connect("source-read", _note_exercise_dependencies)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.connect("html-page-context", _fix_biblio_roles, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
