@@ -71,11 +71,12 @@ clean:
 	rm -rf _build
 
 # Programs the tests drive: Debian's Chromium (browser tests), bubblewrap (grading sandbox), PostgreSQL (shared
-# gradebook). Installed with apt-get only when missing; needs root or sudo.
-SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:/usr/bin/bwrap postgresql:/usr/bin/pg_ctlcluster
+# gradebook), npm (fetches axe-core). Each package is installed with apt-get only when its program is missing
+# (package:program); needs root or sudo.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:bwrap postgresql:pg_ctlcluster npm:npm
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
-	  test -x "$${pair#*:}" || missing="$$missing $${pair%%:*}"; \
+	  command -v "$${pair#*:}" >/dev/null || missing="$$missing $${pair%%:*}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
