@@ -1,6 +1,7 @@
 """exercises/ is exactly what nbgrader generates from solutions/, holds no answer or hidden test, and the
 reference passes its own tests while the untouched exercise fails them."""
 import filecmp
+import html
 import os
 
 import pytest
@@ -56,7 +57,8 @@ def test_leak_detector_finds_a_planted_leak(tmp_path):
     long_line = next(l for l in hidden.splitlines() if len(l.strip()) >= leaks.MIN_HIDDEN_LINE
                      and not l.strip().startswith("#"))
     page = tmp_path / "page.html"
-    page.write_text("<pre>" + "\n".join(f"<span>  {l.strip()}</span>" for l in block.splitlines()) + "</pre>")
+    page.write_text("<pre>" + "\n".join(f"<span>  {html.escape(l.strip())}</span>" for l in block.splitlines())
+                    + "</pre>")
     other = tmp_path / "other.md"
     other.write_text("text\n" + long_line + "\n")
     found = leaks.find_leaks(leaks.secrets(ROOT / "solutions"), [page, other])
