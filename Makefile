@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 
-.PHONY: help venv book test exercises normalize lock clean
+.PHONY: help venv book test exercises normalize lock clean bench
 
 help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
@@ -28,6 +28,7 @@ help:
 	@echo "make exercises - regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make normalize - strip outputs and fix cell ids of every source notebook"
 	@echo "make lock   - re-resolve requirements.txt into requirements.lock"
+	@echo "make bench  - measure attention implementations and the course (book build, grading) into benchmarks/results.json"
 
 # The environment is (re)installed when requirements.lock differs from the copy kept inside it.
 venv:
@@ -54,6 +55,10 @@ exercises: venv
 
 normalize: venv
 	$(BIN)/python -m attention_course.notebooks normalize $(wildcard solutions/*/*.ipynb) $(wildcard book/*/*.ipynb)
+
+# The Performance page renders benchmarks/results.json; the book build never runs this. BENCH_FLAGS=--skip-book etc.
+bench: venv
+	$(BIN)/python benchmarks/bench.py $(BENCH_FLAGS)
 
 # Re-resolve the requirements (needs network access to the registries) and record every version.
 lock:
