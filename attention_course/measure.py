@@ -1,7 +1,8 @@
 """Measuring time and peak memory of a function, on the CPU and on CUDA (used by the efficient-attention pages
 and by `benchmarks/`).
 
-- `seconds(fn)`: the median wall time of `fn()` over a few repeats after a warm-up (CUDA is synchronised).
+- `seconds(fn)`: the fastest wall time of `fn()` over a few repeats after a warm-up (CUDA is synchronised); on
+  a shared machine the fastest run is the one least disturbed by other jobs.
 - `peak_bytes(fn)`: the largest amount of tensor memory alive at once while `fn()` runs, not counting what
   existed before. On CUDA it is the caching allocator's own high-water mark (`torch.cuda.max_memory_allocated`).
   On the CPU PyTorch keeps no such counter, so a `TorchDispatchMode` adds up the bytes of every tensor an
@@ -11,7 +12,6 @@ and by `benchmarks/`).
 """
 from __future__ import annotations
 
-import statistics
 import time
 import weakref
 
@@ -25,7 +25,7 @@ def _sync(device):
 
 
 def seconds(fn, repeats: int = 5, warmup: int = 1, device="cpu") -> float:
-    """Median wall-clock seconds of `fn()`."""
+    """The fastest of `repeats` wall-clock timings of `fn()`, in seconds."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -35,7 +35,7 @@ def seconds(fn, repeats: int = 5, warmup: int = 1, device="cpu") -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 class LiveTensorBytes(TorchDispatchMode):
