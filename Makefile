@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 
-.PHONY: help venv book test exercises normalize lock clean system-deps browser-deps student-repo
+.PHONY: help venv book test exercises normalize lock clean system-deps browser-deps student-repo bench
 
 help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
@@ -31,6 +31,7 @@ help:
 	@echo "make student-repo DEST=<dir> - the public student repository (no solutions/, tests/, grading state)"
 	@echo "make system-deps  - apt-get install chromium, bubblewrap, postgresql when missing (root or sudo)"
 	@echo "make browser-deps - axe-core from the npm registry into _build/node (for the browser tests)"
+	@echo "make bench  - measure attention implementations and the course (book build, grading) into benchmarks/results.json"
 
 # The environment is (re)installed when requirements.lock differs from the copy kept inside it.
 venv:
@@ -57,6 +58,10 @@ exercises: venv
 
 normalize: venv
 	$(BIN)/python -m attention_course.notebooks normalize $(wildcard solutions/*/*.ipynb) $(wildcard book/*/*.ipynb)
+
+# The Performance page renders benchmarks/results.json; the book build never runs this. BENCH_FLAGS=--skip-book etc.
+bench: venv
+	$(BIN)/python benchmarks/bench.py $(BENCH_FLAGS)
 
 # Re-resolve the requirements (needs network access to the registries) and record every version.
 lock:

@@ -1,0 +1,257 @@
+"""`make bench`: the course's measured performance, written to benchmarks/results.json (rendered by the book's
+Performance page; the book build never runs this script).
+
+(a) Attention implementations: the course's `MultiHeadAttention` (the instructor's reference, loaded from
+    solutions/ when the multi-head assignment is present), `d2l.MultiHeadAttention`, `torch.nn.MultiheadAttention`,
+    `F.scaled_dot_product_attention` (SDPA) and the course's `online_softmax_attention` (reference): forward time,
+    forward + backward time and peak memory over sequence lengths, each also as a ratio to SDPA measured in the
+    same run, on the CPU and on CUDA when present.
+(b) The course itself: a cold and a warm `jupyter-book build` of the book in a temporary copy, and seconds per
+    graded notebook of plain `nbgrader autograde` over simulated submissions (reference answers) in a temporary
+    course copy.
+
+Options: --lengths 256 512 1024, --repeats 3, --threads 1, --skip-book, --skip-grading, --students 3, --out PATH.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from attention_course import notebooks as nbt  # noqa: E402
+from attention_course.measure import peak_bytes, seconds  # noqa: E402
+
+NUM_HEADS, HEAD_SIZE, BATCH = 4, 32, 2
+NUM_HIDDENS = NUM_HEADS * HEAD_SIZE
+
+
+def machine() -> dict:
+    def version(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                   if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(), "os": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "versions": {n: version(n) for n in ("torch", "d2l", "nbgrader", "jupyter-book", "numpy")},
+    }
+
+
+def implementations(device):
+    """name -> (make(n) -> callable returning an output to backpropagate from, kind)."""
+    from d2l import torch as d2l
+
+    impls = {}
+    course_mha = ROOT / "solutions" / "multi-head" / "multi-head.ipynb"
+    if course_mha.is_file():
+        mod = nbt.load_module(course_mha, "course_multi_head")
+        impls["course MultiHeadAttention"] = lambda: mod.MultiHeadAttention(NUM_HIDDENS, NUM_HEADS, 0.0)
+    impls["d2l.MultiHeadAttention"] = lambda: d2l.MultiHeadAttention(NUM_HIDDENS, NUM_HEADS, 0.0)
+    online = nbt.load_module(ROOT / "solutions" / "efficient-attention" / "efficient-attention.ipynb",
+                             "course_efficient_attention").online_softmax_attention
+
+    def module_case(factory):
+        def make(n):
+            module = factory().to(device).eval()
+            x = torch.randn(BATCH, n, NUM_HIDDENS, device=device, requires_grad=True)
+            with torch.no_grad():
+                module(x, x, x, None)  # lazy layers get their shapes
+            return (lambda: module(x, x, x, None)), [x, *module.parameters()]
+        return make
+
+    cases = {name: module_case(f) for name, f in impls.items()}
+
+    def torch_mha(n):
+        module = nn.MultiheadAttention(NUM_HIDDENS, NUM_HEADS, bias=False, batch_first=True).to(device).eval()
+        x = torch.randn(BATCH, n, NUM_HIDDENS, device=device, requires_grad=True)
+        return (lambda: module(x, x, x, need_weights=False)[0]), [x, *module.parameters()]
+    cases["torch.nn.MultiheadAttention"] = torch_mha
+
+    def sdpa(n):
+        q, k, v = (torch.randn(BATCH, NUM_HEADS, n, HEAD_SIZE, device=device, requires_grad=True) for _ in range(3))
+        return (lambda: F.scaled_dot_product_attention(q, k, v)), [q, k, v]
+    cases["F.scaled_dot_product_attention"] = sdpa
+
+    def online_case(n):
+        q, k, v = (torch.randn(BATCH * NUM_HEADS, n, HEAD_SIZE, device=device, requires_grad=True) for _ in range(3))
+        return (lambda: online(q, k, v, block_size=64)), [q, k, v]
+    cases["online_softmax_attention (b=64)"] = online_case
+    return cases
+
+
+def bench_attention(lengths, repeats, devices):
+    rows = []
+    for device in devices:
+        cases = implementations(device)
+        for n in tqdm(lengths, desc=f"attention on {device}"):
+            for name, make in cases.items():
+                torch.manual_seed(0)
+                fn, leaves = make(n)
+
+                def forward():
+                    with torch.no_grad():
+                        return fn()
+
+                def train_step():
+                    for t in leaves:
+                        t.grad = None
+                    fn().sum().backward()
+
+                rows.append({
+                    "device": device, "implementation": name, "n": n,
+                    "forward_ms": 1e3 * seconds(forward, repeats=repeats, device=device),
+                    "forward_backward_ms": 1e3 * seconds(train_step, repeats=repeats, device=device),
+                    "forward_peak_mib": peak_bytes(forward, device=device) / 2**20,
+                    "forward_backward_peak_mib": peak_bytes(train_step, device=device) / 2**20,
+                })
+    # ratios to SDPA, same device, same n, same run
+    base = {(r["device"], r["n"]): r for r in rows if r["implementation"] == "F.scaled_dot_product_attention"}
+    for r in rows:
+        b = base[r["device"], r["n"]]
+        for key in ("forward_ms", "forward_backward_ms", "forward_peak_mib", "forward_backward_peak_mib"):
+            r[key + "_vs_sdpa"] = r[key] / b[key] if b[key] else None
+    return rows
+
+
+def _run(cmd, cwd, env=None):
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    took = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return took
+
+
+def _env(home: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    for var, sub in [("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR", "jupyter-data"),
+                     ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
+                     ("MPLCONFIGDIR", "matplotlib")]:
+        env.setdefault(var, str(home / sub))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    return env
+
+
+def bench_book(tmp: Path) -> dict:
+    """Cold build (no cache) and warm rebuild (nothing changed) of the whole book in a copy."""
+    copy = tmp / "book-copy"
+    copy.mkdir()
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(ROOT / name, copy / name)
+    for folder in ("book", "attention_course", "benchmarks"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    env = _env(tmp / "home")
+    env["PYTHONPATH"] = str(copy)
+    env["CAPSTONE_CACHE"] = str(copy / "_build" / "capstone")
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "--builder", "html", "-W", "-n", "--keep-going"]
+    pages = len(list((copy / "book").rglob("*.md")))
+    cold = _run(cmd, copy, env)
+    warm = _run(cmd, copy, env)
+    return {"cold_seconds": cold, "warm_seconds": warm, "pages": pages}
+
+
+def bench_grading(tmp: Path, students: int) -> list[dict]:
+    """Plain `nbgrader autograde <assignment>` of `students` submissions (the reference answers) per assignment."""
+    course = tmp / "course"
+    course.mkdir()
+    shutil.copy2(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(ROOT / folder, course / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    env = _env(tmp / "home")
+    db = f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"
+    nbgrader = str(Path(sys.executable).parent / "nbgrader")
+    rows = []
+    for assignment in tqdm(sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()), desc="grading"):
+        release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
+        answers = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
+        for s in range(students):
+            nbt.write(nbt.with_answers(release, answers),
+                      course / "submitted" / f"student{s}" / assignment / f"{assignment}.ipynb")
+        _run([nbgrader, "generate_assignment", assignment, "--force", db], course, env)
+        took = _run([nbgrader, "autograde", assignment, "--force", db], course, env)
+        rows.append({"assignment": assignment, "notebooks": students, "seconds": took,
+                     "seconds_per_notebook": took / students})
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--students", type=int, default=3)
+    parser.add_argument("--skip-book", action="store_true")
+    parser.add_argument("--skip-grading", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for (a); 1 by default: timings on a shared machine are steadier")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results = {"machine": machine(), "settings": {"lengths": args.lengths, "repeats": args.repeats,
+                                                  "batch": BATCH, "heads": NUM_HEADS, "head_size": HEAD_SIZE,
+                                                  "students": args.students}}
+    start = time.perf_counter()
+    results["attention"] = bench_attention(args.lengths, args.repeats, devices)
+    print("\nAttention (ratios to F.scaled_dot_product_attention, same device, same run):")
+    print(f"{'device':6} {'n':>5} {'implementation':34} {'fwd ms':>9} {'x SDPA':>7} {'fwd+bwd ms':>11} {'x SDPA':>7} "
+          f"{'fwd MiB':>8} {'x SDPA':>7} {'f+b MiB':>8} {'x SDPA':>7}")
+    for r in results["attention"]:
+        print(f"{r['device']:6} {r['n']:5d} {r['implementation']:34} {r['forward_ms']:9.2f} {r['forward_ms_vs_sdpa']:7.2f} "
+              f"{r['forward_backward_ms']:11.2f} {r['forward_backward_ms_vs_sdpa']:7.2f} {r['forward_peak_mib']:8.2f} "
+              f"{r['forward_peak_mib_vs_sdpa'] or 0:7.2f} {r['forward_backward_peak_mib']:8.2f} "
+              f"{r['forward_backward_peak_mib_vs_sdpa'] or 0:7.2f}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        tmp = Path(tmp)
+        if not args.skip_book:
+            results["book"] = bench_book(tmp)
+            print(f"\nBook: cold build {results['book']['cold_seconds']:.1f} s, warm rebuild "
+                  f"{results['book']['warm_seconds']:.1f} s ({results['book']['pages']} pages)")
+        if not args.skip_grading:
+            results["grading"] = bench_grading(tmp, args.students)
+            print("\nGrading (plain nbgrader autograde, reference answers):")
+            for r in results["grading"]:
+                print(f"  {r['assignment']:24} {r['notebooks']} notebooks in {r['seconds']:6.1f} s = "
+                      f"{r['seconds_per_notebook']:5.1f} s per notebook")
+    results["machine"]["bench_seconds"] = time.perf_counter() - start
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    if args.out == ROOT / "benchmarks" / "results.json":
+        # the book caches executed pages by their code: a new stamp in the page makes the next build re-render it
+        page = ROOT / "book" / "performance.md"
+        page.write_text(re.sub(r'RESULTS_STAMP = ".*?"', f'RESULTS_STAMP = "{results["machine"]["date"]}"',
+                               page.read_text(), count=1))
+    print(f"\nwrote {args.out} ({results['machine']['bench_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
