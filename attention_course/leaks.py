@@ -14,6 +14,8 @@ from pathlib import Path
 from attention_course import notebooks as nbt
 
 MIN_HIDDEN_LINE = 20  # shorter hidden-test lines (`else:`, `)`) say nothing about the tests
+# Boilerplate that says nothing about the tests either, however long: entering a no-grad context.
+BOILERPLATE = re.compile(r"^with torch\.(no_grad|inference_mode)\(\):$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,12 @@ def _squash(line: str) -> str:
     return " ".join(line.split())
 
 
+def _code_part(line: str) -> str:
+    """A squashed line without its trailing comment (pages and answers differ in comments, not in code)."""
+    line = _squash(line)
+    return line if line.startswith("#") else line.split(" #")[0].strip()
+
+
 def secrets(solutions_dir: str | Path) -> list[Secret]:
     found: list[Secret] = []
     for path in sorted(Path(solutions_dir).rglob("*.ipynb")):
@@ -37,12 +45,11 @@ def secrets(solutions_dir: str | Path) -> list[Secret]:
             where = f"{path.name}:{nbt.nbgrader_meta(cell).get('grade_id', cell.get('id'))}"
             for block in nbt.hidden_blocks(cell.source):
                 for line in block.splitlines():
-                    line = _squash(line)
-                    if len(line) >= MIN_HIDDEN_LINE and not line.startswith("#"):
+                    line = _code_part(line)
+                    if len(line) >= MIN_HIDDEN_LINE and not line.startswith("#") and not BOILERPLATE.match(line):
                         found.append(Secret(where, "hidden test", line))
             for block in nbt.solution_blocks(cell.source):
-                lines = [_squash(l) for l in block.splitlines() if l.strip() and not l.strip().startswith("#")]
-                lines = [l.split(" #")[0].strip() for l in lines]  # a trailing comment is not the answer
+                lines = [_code_part(l) for l in block.splitlines() if l.strip() and not l.strip().startswith("#")]
                 if len(lines) < 3:
                     found.append(Secret(where, "reference answer", "\n".join(lines)))
                 for i in range(len(lines) - 2):
@@ -70,8 +77,7 @@ def text_of(path: Path) -> str:
             raw = "\n".join(parts)
         except ValueError:
             pass
-    lines = [_squash(l) for l in raw.splitlines()]
-    lines = [l.split(" #")[0].strip() if not l.startswith("#") else l for l in lines]
+    lines = [_code_part(l) for l in raw.splitlines()]
     return "\n".join(l for l in lines if l)
 
 
