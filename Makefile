@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 
-.PHONY: help venv book test exercises normalize lock clean
+.PHONY: help venv book test exercises normalize lock clean grade collect export-grades bench-grading
 
 help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
@@ -28,6 +28,10 @@ help:
 	@echo "make exercises - regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make normalize - strip outputs and fix cell ids of every source notebook"
 	@echo "make lock   - re-resolve requirements.txt into requirements.lock"
+	@echo "make collect ASSIGNMENT=<name> ZIP=<lms-download.zip> - place a Canvas/Moodle bulk download into submitted/"
+	@echo "make grade ASSIGNMENT=<name> [JOBS=<n>] - grade every submission (sandboxed, parallel), feedback, grades.csv"
+	@echo "make export-grades - rewrite grades.csv from the gradebook"
+	@echo "make bench-grading - time plain nbgrader autograde against make grade on a synthetic class"
 
 # The environment is (re)installed when requirements.lock differs from the copy kept inside it.
 venv:
@@ -66,3 +70,21 @@ lock:
 
 clean:
 	rm -rf _build
+
+# Grading (attention_course/grading/README.md). COURSE: the course root (default: this checkout).
+COURSE ?= .
+JOBS ?= 0
+GRADE_FLAGS ?=
+grade: venv
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<name> [JOBS=<n>]"; exit 2; }
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" grade "$(ASSIGNMENT)" --jobs $(JOBS) $(GRADE_FLAGS)
+
+collect: venv
+	@test -n "$(ASSIGNMENT)" -a -n "$(ZIP)" || { echo "usage: make collect ASSIGNMENT=<name> ZIP=<lms-download.zip>"; exit 2; }
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" collect "$(ASSIGNMENT)" "$(ZIP)"
+
+export-grades: venv
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" export
+
+bench-grading: venv
+	$(BIN)/python benchmarks/grading.py $(BENCH_FLAGS)
