@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="write grades.csv from the gradebook")
     e.add_argument("--to", type=Path, default=None)
     args = parser.parse_args(argv)
+    import warnings
+
+    try:  # nbgrader 0.9 with SQLAlchemy 2 warns on every new submission; harmless
+        from sqlalchemy.exc import SAWarning
+        warnings.filterwarnings("ignore", category=SAWarning)
+    except ImportError:
+        pass
     course = Course.load(args.course)
 
     if args.command == "grade":

@@ -363,13 +363,14 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     failures = 0
 
     def complete(job: Job, gb) -> None:
-        if job.state.get("status") != "grader error":
+        if job.state.get("status") != "grader error" and not job.state.get("reused"):
             atomic_write(job.state_path, json.dumps(job.state, indent=1))
             executed = Path(job.run["executed"]) if job.run else None
             target = job.state_path.with_name(f"{job.notebook}.ipynb")
             if executed and executed.exists():
                 shutil.copyfile(executed, target)
-            if opts.feedback:
+            page = course.feedback / job.student / assignment / f"{job.notebook}.html"
+            if opts.feedback and not (job.state.get("reused") and page.exists()):
                 fb.write_feedback(course, job.state, target if target.exists() else None)
         done_states[job.student, job.notebook] = job.state
         write_student(gb, job.student)

@@ -20,7 +20,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from attention_course.grading.sandbox import Limits, Sandbox
+from attention_course.grading.sandbox import Limits, Sandbox, reap
 
 TRUNCATED = "\n[grader: output truncated]\n"
 
@@ -67,6 +67,7 @@ async def execute(job: dict) -> dict:
     sandbox = Sandbox(package_dir=Path(job["package_dir"]), work_dir=Path(job["work_dir"]),
                       ipc_dir=Path(job["ipc_dir"]), slot=int(job.get("slot", 0)),
                       limits=Limits(**job.get("limits", {})))
+    reap(sandbox.uid)
     sandbox.prepare()
     km = AsyncKernelManager(transport="ipc", ip=str(Path(job["ipc_dir"]) / "kernel"),
                             connection_file=str(Path(job["ipc_dir"]) / "kernel.json"))
@@ -80,7 +81,8 @@ async def execute(job: dict) -> dict:
 
     km.write_connection_file = write_connection_file
     client = CappedClient(nb, km=km, timeout=job["cell_timeout"], startup_timeout=job.get("startup_timeout", 120),
-                          interrupt_on_timeout=True, allow_errors=True, record_timing=False,
+                          interrupt_on_timeout=True, allow_errors=True,
+                          error_on_timeout={"ename": "CellTimeoutError", "evalue": "cell timed out"}, record_timing=False,
                           shutdown_kernel="immediate", kernel_name="")
     cells: list[dict] = [{"status": "not run"} for _ in nb.cells]
     started = time.monotonic()
@@ -123,7 +125,8 @@ async def execute(job: dict) -> dict:
                 else:
                     content = reply["content"]
                     ename = content.get("ename") or (errors[0].get("ename") if errors else "error")
-                    status = "timeout" if (ename == "KeyboardInterrupt" and elapsed >= client.timeout - 1) else "error"
+                    status = "timeout" if ename == "CellTimeoutError" or (
+                        ename == "KeyboardInterrupt" and elapsed >= client.timeout - 1) else "error"
                     cells[index] = {"status": status, "ename": str(ename)[:200],
                                     "evalue": str(content.get("evalue", ""))[:500]}
                 cells[index]["seconds"] = round(elapsed, 2)
@@ -141,6 +144,7 @@ async def execute(job: dict) -> dict:
         except Exception:  # noqa: BLE001
             pass
         log.close()
+        reap(sandbox.uid)
     for index, cell in enumerate(nb.cells):
         if index in client.truncated:
             cells[index]["truncated"] = True

@@ -136,3 +136,41 @@ def available() -> str | None:
     if proc.returncode:
         return f"bwrap cannot create namespaces here: {proc.stderr.strip()}"
     return None
+
+
+def processes_of(uid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                for line in fh:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(entry))
+                        break
+        except OSError:
+            continue
+    return pids
+
+
+def reap(uid: int, timeout: float = 60.0) -> int:
+    """Kill every process left by a sandbox user id (children a submission left behind) and wait until they are
+    gone, so the next kernel of this worker slot starts with its process limit free. Returns how many were left."""
+    import signal
+    import time
+
+    if uid < BASE_UID:
+        raise ValueError("only sandbox user ids are reaped")
+    left = processes_of(uid)
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.2)
+        left = processes_of(uid)
+    return len(left)
