@@ -24,7 +24,8 @@ def _reason(course, assignment: str, student: str) -> tuple[str, str]:
             else ("not graded", "not graded yet")
     bad = [s for s in states if s.get("status") != "graded"]
     status = bad[0]["status"] if bad else "graded"
-    return status, " | ".join(s.get("reason", "") for s in states)
+    return status, " | ".join(s.get("reason", "") + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "")
+                              for s in states)
 
 
 def export(course, db_url: str, dest: Path) -> int:

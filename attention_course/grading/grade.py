@@ -30,6 +30,7 @@ from attention_course.grading.runner import atomic_write
 GRADER_VERSION = "1"
 MAX_COPY_BYTES = 50 * 2**20   # other files of a submission folder copied into the sandbox
 MAX_NOTEBOOK_BYTES = 20 * 2**20
+COMPILED = (".so", ".pyd", ".pyc", ".pyo", ".dylib", ".dll")
 
 
 @dataclass
@@ -242,6 +243,14 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
         if cell.cell_type == "code" and cell.metadata.get("grading", {}).get("origin") in ("answer", "student"):
             where = cell.metadata["grading"].get("grade_id") or f"cell {i + 1}"
             findings += asm.tamper_findings(cell.source, where)
+    # code files next to the notebook run too when imported (sitecustomize.py even at start): check them;
+    # compiled code cannot be checked, so it is never copied into the sandbox
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for fname in filenames:
+            src = Path(dirpath) / fname
+            if src.suffix == ".py" and src.is_file() and not src.is_symlink():
+                text = src.read_bytes()[:MAX_NOTEBOOK_BYTES].decode("utf-8", "replace")
+                findings += asm.tamper_findings(text, str(src.relative_to(folder)))
     base["findings"] = findings
     if findings and not trusted:
         why = "tampering with the grading environment: " + "; ".join(findings[:3]) + \
@@ -259,8 +268,11 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
         for fname in filenames:
             src = Path(dirpath) / fname
-            if src.is_symlink() or not src.is_file() or src.suffix == ".ipynb":
+            if src.is_symlink() or not src.is_file() or src.suffix in (".ipynb", ".pth") + COMPILED:
                 continue
+            with open(src, "rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    continue
             size = src.stat().st_size
             if copied + size > MAX_COPY_BYTES:
                 continue

@@ -128,6 +128,7 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     nb = answered(attention_pooling=WRONG_POOL)
     nb.cells = nb.cells + [copy.deepcopy(nb.cells[_index(nb, "attention_pooling")])]
     nb.cells[-1].source = ref["attention_pooling"]
+    nb.cells[-1]["id"] = "my-second-try"
     put("duplicated-answer", nb, Case(7, "graded", "attention_pooling_matches_weighted_sum"))
     # --- tampering with the judges (all with wrong answers: they must not earn points)
     put("patch-assert-close", answered(softmax=WRONG_SOFTMAX + "\nimport torch\n"
@@ -145,6 +146,12 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
                                      "'testing'), 'assert_close', print)\n"), Case(0, "tampering", "__import__"))
     put("torch-library", answered(softmax=WRONG_SOFTMAX + "\nimport torch\nlib = torch.library.Library('aten', 'IMPL')\n"),
         Case(0, "tampering", "library"))
+    nb = answered(softmax=WRONG_SOFTMAX)
+    nb.cells.insert(2, _code("import helpers"))
+    put("patching-module", nb, Case(0, "tampering", "helpers.py"))
+    (folder("patching-module") / "helpers.py").write_text(
+        "import torch\ntorch.testing.assert_close = lambda *a, **k: None\n")
+    (folder("patching-module") / "sitecustomize.py").write_text("import builtins\nbuiltins.AssertionError = Warning\n")
     # --- probes: success would make the answer right; exact scores prove they failed
     targets = [course / "solutions" / ASSIGNMENT / NB, course / "gradebook.db",
                course / "submitted" / "reference" / ASSIGNMENT / NB, Path("../../reference") / ASSIGNMENT / NB,
