@@ -50,7 +50,7 @@ class Course:
     def db_url(self) -> str:
         """GRADEBOOK_URL, else `CourseDirectory.db_url`, else nbgrader's default sqlite file at the course root."""
         url = os.environ.get("GRADEBOOK_URL") or self.config.CourseDirectory.get("db_url")
-        return url or f"sqlite:///{self.root / 'gradebook.db'}"
+        return driver_url(url) if url else f"sqlite:///{self.root / 'gradebook.db'}"
 
     @property
     def cell_timeout(self) -> int:
@@ -61,3 +61,13 @@ class Course:
 
     def assignments(self) -> list[str]:
         return sorted(p.name for p in self.source.iterdir() if p.is_dir() and list(p.glob("*.ipynb")))
+
+
+def driver_url(url: str) -> str:
+    """`postgresql://...` names psycopg 3 in SQLAlchemy 2.1; the course installs psycopg2: say so explicitly."""
+    if url.startswith(("postgresql://", "postgres://")):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
