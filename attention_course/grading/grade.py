@@ -361,7 +361,13 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         print(f"cannot sandbox submissions: {why}", file=out)
         return 2
     db_url = course.db_url
-    register_assignment(course, db_url, assignment, sources)
+    try:
+        register_assignment(course, db_url, assignment, sources)
+    except RuntimeError as exc:  # nbgrader refuses to change graded cells once submissions are recorded
+        print(f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed after "
+              f"grading began: restore them, or remove the assignment's submissions (`nbgrader db assignment "
+              f"remove {assignment} --force`) and grade again.", file=out)
+        return 2
     students = roster(course, db_url)
     cell_timeout = opts.cell_timeout or course.cell_timeout
     jobs_n = opts.jobs or os.cpu_count() or 1
