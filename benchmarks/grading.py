@@ -81,7 +81,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    import conftest  # noqa: F401 (sets JUPYTER_*/IPYTHONDIR/MPLCONFIGDIR to the build tree, as the tests do)
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
     env.pop("GRADEBOOK_URL", None)
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         course = Path(tmp) / "course"

@@ -291,13 +291,12 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
     return Job(student, name, state_path, state, run=run, assembled=assembled)
 
 
-def finish(job: Job, result: dict | None, error: str | None) -> None:
-    state = job.state
+def finish(state: dict, result: dict | None, error: str | None) -> dict:
     if error or result is None:
         state.update(status="grader error", reason=f"grader error (will be retried): {error}",
                      cells=zero_cells(state["points"], "grader error"))
         summarise(state)
-        return
+        return state
     cells = score_cells(state["tests"], state["points"], result)
     state.update(cells=cells, died=result.get("died"), seconds=result.get("seconds"))
     by_why: dict[str, list[str]] = {}
@@ -314,6 +313,7 @@ def finish(job: Job, result: dict | None, error: str | None) -> None:
     parts += lost[:4] + ([f"+{len(lost) - 4} more"] if len(lost) > 4 else [])
     state.update(status="graded", reason="; ".join(parts) if parts else "all tests passed")
     summarise(state)
+    return state
 
 
 # --- the whole class ------------------------------------------------------------------------------------
@@ -327,28 +327,58 @@ def _init_worker(slots) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
-def _run(run: dict) -> tuple[dict | None, str | None]:
+def save(course: Course, state: dict, state_path: Path, executed: Path | None, feedback: bool) -> None:
+    """The state file (atomically: it marks the notebook done), the executed notebook, the feedback page."""
+    from attention_course.grading import feedback as fb
+
+    target = state_path.with_name(f"{state['notebook']}.ipynb")
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    if executed and executed.exists():
+        shutil.copyfile(executed, target)
+    if feedback:
+        fb.write_feedback(course, state, target if executed and target.exists() else None)
+    atomic_write(state_path, json.dumps(state, indent=1))
+
+
+def _warm() -> int:
+    """Imports a worker needs, done while the parent plans (so they overlap)."""
+    from attention_course.grading import feedback, runner  # noqa: F401
+    from nbconvert import HTMLExporter  # noqa: F401
+    return _SLOT
+
+
+_COURSES: dict[str, Course] = {}
+
+
+def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> dict:
+    """In a worker process (trusted, outside the sandbox): execute, score, save; returns the final state."""
     import asyncio
     import traceback
 
     from attention_course.grading import runner
 
     run = {**run, "slot": _SLOT}
+    result, error = None, None
     try:
         result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
     except Exception as exc:  # noqa: BLE001 (reported per student, never stops the class)
-        return None, f"{type(exc).__name__}: {exc}"[:300] + "\n" + traceback.format_exc()[-800:]
-    nb = result.pop("notebook")
-    nbformat.write(nb, run["executed"])
-    if str(result.get("died") or "").startswith("kernel could not run"):
-        return None, result["died"]
-    return result, None
+        error = f"{type(exc).__name__}: {exc}"[:300] + "\n" + traceback.format_exc()[-800:]
+    if result is not None:
+        nb = result.pop("notebook")
+        nbformat.write(nb, run["executed"])
+        if str(result.get("died") or "").startswith("kernel could not run"):
+            result, error = None, result["died"]
+    state = finish(state, result, error)
+    if state["status"] != "grader error":
+        course = _COURSES.setdefault(root, Course.load(root))
+        save(course, state, Path(state_path), Path(run["executed"]), feedback)
+        state["saved"] = True
+    return state
 
 
 def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     from nbgrader.api import Gradebook
 
-    from attention_course.grading import feedback as fb
     from attention_course.grading.sandbox import available
 
     assignment = opts.assignment
@@ -368,29 +398,42 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
               f"grading began: restore them, or remove the assignment's submissions (`nbgrader db assignment "
               f"remove {assignment} --force`) and grade again.", file=out)
         return 2
-    students = roster(course, db_url)
     cell_timeout = opts.cell_timeout or course.cell_timeout
     jobs_n = opts.jobs or os.cpu_count() or 1
-    expected = {p.stem for p in sources}
     scratch = Path(tempfile.mkdtemp(prefix=f"grading-{assignment}-"))
     os.chmod(scratch, 0o755)
     started = time.monotonic()
+    ctx = multiprocessing.get_context("forkserver")
+    slots = ctx.Queue()
+    for i in range(jobs_n):
+        slots.put(i)
+    pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker, initargs=(slots,))
+    try:
+        return _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout)
+    finally:
+        pool.shutdown(cancel_futures=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout) -> int:
+    from nbgrader.api import Gradebook
+
+    assignment = opts.assignment
+    sources = course.source_notebooks(assignment)
+    students = roster(course, db_url)
+    expected = {p.stem for p in sources}
+    for _ in range(jobs_n):
+        pool.submit(_warm)  # the workers import what they need while the parent plans
     plans = [plan_notebook(course, opts, s, src, expected, cell_timeout, scratch) for s in students for src in sources]
     todo = [p for p in plans if p.run]
     done_states: dict[tuple[str, str], dict] = {}
     failures = 0
 
     def complete(job: Job, gb) -> None:
-        if job.state.get("status") != "grader error" and not job.state.get("reused"):
-            atomic_write(job.state_path, json.dumps(job.state, indent=1))
-            executed = Path(job.run["executed"]) if job.run else None
-            target = job.state_path.with_name(f"{job.notebook}.ipynb")
-            if executed and executed.exists():
-                shutil.copyfile(executed, target)
-            page = course.feedback / job.student / assignment / f"{job.notebook}.html"
-            if opts.feedback and not (job.state.get("reused") and page.exists()):
-                fb.write_feedback(course, job.state, target if target.exists() else None)
-        done_states[job.student, job.notebook] = job.state
+        state = job.state
+        if state.get("status") != "grader error" and not state.get("reused") and not state.pop("saved", False):
+            save(course, state, job.state_path, None, opts.feedback)
+        done_states[job.student, job.notebook] = state
         write_student(gb, job.student)
 
     def write_student(gb, student: str) -> None:
@@ -411,31 +454,24 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         if todo:
             print(f"grading {len(todo)} notebook(s) of {assignment} with {jobs_n} sandboxed worker(s)"
                   f" ({len(plans) - len(todo)} already graded or nothing to run)", file=out, flush=True)
-            ctx = multiprocessing.get_context("forkserver")
-            slots = ctx.Queue()
-            for i in range(jobs_n):
-                slots.put(i)
             bar = None
             if opts.progress:
                 from tqdm import tqdm
                 bar = tqdm(total=len(todo), unit="nb", desc=assignment, file=sys.stderr, dynamic_ncols=True)
-            with cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker,
-                                        initargs=(slots,)) as pool:
-                futures = {pool.submit(_run, job.run): job for job in todo}
-                for future in cf.as_completed(futures):
-                    job = futures[future]
-                    try:
-                        result, error = future.result()
-                    except Exception as exc:  # noqa: BLE001 (a broken worker: retried on the next run)
-                        result, error = None, f"worker failed: {type(exc).__name__}: {exc}"
-                    finish(job, result, error)
-                    failures += job.state["status"] == "grader error"
-                    complete(job, gb)
-                    if bar:
-                        bar.update(1)
+            futures = {pool.submit(_run, job.run, job.state, str(job.state_path), str(course.root), opts.feedback): job
+                       for job in todo}
+            for future in cf.as_completed(futures):
+                job = futures[future]
+                try:
+                    job.state = future.result()
+                except Exception as exc:  # noqa: BLE001 (a broken worker: retried on the next run)
+                    job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
+                failures += job.state["status"] == "grader error"
+                complete(job, gb)
+                if bar:
+                    bar.update(1)
             if bar:
                 bar.close()
-    shutil.rmtree(scratch, ignore_errors=True)
     from attention_course.grading.export import export
     export(course, db_url, course.root / "grades.csv")
     print_summary(course, assignment, students, sources, done_states, time.monotonic() - started, len(todo), out)
