@@ -21,8 +21,10 @@ from conftest import ROOT, copy_course, run
 sys.path.insert(0, str(Path(__file__).parent))
 from adversarial import ASSIGNMENT, NB, build  # noqa: E402
 
-pytestmark = pytest.mark.skipif(subprocess.run(["which", "bwrap"], capture_output=True).returncode != 0,
-                                reason="bubblewrap (bwrap) is not installed")
+from attention_course.grading.sandbox import available  # noqa: E402
+
+SANDBOX = available()
+pytestmark = pytest.mark.skipif(SANDBOX is not None, reason=f"no sandbox here: {SANDBOX}")
 GRADE_FLAGS = "--cell-timeout 25 --no-progress"
 
 
