@@ -19,7 +19,7 @@ def test_honest_answers_are_not_flagged(assignment):
     answers += [(f"WRONG {name}", src) for name, (_, src, _) in module.WRONG.items()]
     release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
     answers += [(f"exercise cell {c.get('id')}", c.source) for c in release.cells if c.cell_type == "code"
-                and not nbt.is_test(c)]
+                and not nbt.is_test(c) and not nbt.nbgrader_meta(c).get("locked")]  # locked cells: the source's
     flagged = {where: tamper_findings(code, where) for where, code in answers}
     assert not {k: v for k, v in flagged.items() if v}
 
@@ -31,6 +31,8 @@ def test_honest_answers_are_not_flagged(assignment):
     "x = torch.testing\nx.assert_close = print",
     "torch.Tensor.__eq__ = lambda a, b: True",
     "get_ipython().events.register('pre_run_cell', f)",
+    "setattr(getattr(__import__('torch'), 'testing'), 'assert_close', print)",
+    "t = torch.testing\nsetattr(t, 'assert_close', print)",
     "setattr(torch, 'allclose', lambda *a: True)",
     "exec('torch.equal = lambda a, b: True')",
     "import builtins\nbuiltins.AssertionError = Warning",

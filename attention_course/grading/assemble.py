@@ -165,8 +165,8 @@ PROTECTED_ROOTS = {"torch", "np", "numpy", "builtins", "__builtins__", "sys", "I
                    "F", "nn", "scipy", "operator", "functools"}
 JUDGE_ATTRS = {"assert_close", "assert_allclose", "allclose", "isclose", "equal", "testing", "assert_equal",
                "assert_array_equal", "assert_array_almost_equal", "isfinite", "all", "any", "eq", "ne"}
-FORBIDDEN_NAMES = {"get_ipython", "exec", "eval", "compile", "__import__", "globals", "breakpoint", "setattr",
-                   "delattr", "vars", "__builtins__", "builtins", "ctypes", "importlib", "gc", "inspect", "settrace",
+BUILTIN_NAMES = {"exec", "eval", "compile", "__import__", "globals", "breakpoint", "vars"}  # as bare names only
+FORBIDDEN_NAMES = {"get_ipython", "__builtins__", "builtins", "ctypes", "importlib", "gc", "inspect", "settrace",
                    "setprofile", "_getframe", "modules", "__subclasses__", "__globals__", "__code__", "__closure__",
                    "__bases__", "__mro__", "f_globals", "f_locals", "f_back", "f_code", "tb_frame", "__dict__",
                    "input_transformers_cleanup", "input_transformers_post", "ast_transformers", "set_custom_exc",
@@ -177,6 +177,13 @@ FORBIDDEN_NAMES = {"get_ipython", "exec", "eval", "compile", "__import__", "glob
                    "__objclass__", "library", "Library", "custom_op", "register_kernel", "_C", "overrides",
                    "excepthook", "displayhook", "meta_path", "path_hooks", "addaudithook"}
 ALLOWED_MAGICS = ("%time ", "%timeit ", "%%time", "%%timeit", "%matplotlib ")
+
+
+def _stored_root(node) -> str | None:
+    """The name an attribute/subscript store lands in; None when it lands in a call's result (a new object)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def _root_name(node) -> str | None:
@@ -218,14 +225,29 @@ def tamper_findings(source: str, where: str) -> list[str]:
         line = getattr(node, "lineno", "?")
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            stored = []
             for target in targets:
-                for t in ast.walk(target):
+                stack = [target]
+                while stack:  # a, (b.c, d[0]) = ...: the stored targets themselves, not what they read
+                    t = stack.pop()
+                    if isinstance(t, (ast.Tuple, ast.List)):
+                        stack.extend(t.elts)
+                    elif isinstance(t, ast.Starred):
+                        stack.append(t.value)
+                    else:
+                        stored.append(t)
+            for target in stored:
+                for t in [target]:
                     if isinstance(t, (ast.Attribute, ast.Subscript)):
-                        root = _root_name(t)
+                        root = _stored_root(t)
                         attr = t.attr if isinstance(t, ast.Attribute) else ""
                         if root in protected or attr in JUDGE_ATTRS or (root != "self" and attr.startswith("__")):
                             findings.append(f"{where} line {line}: assigns to `{ast.unparse(t)[:60]}`")
-        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr"):
+            first = node.args[0] if node.args else None
+            if not isinstance(first, (ast.Name, ast.Attribute)) or _root_name(first) in protected:
+                findings.append(f"{where} line {line}: `{node.func.id}` on `{ast.unparse(first)[:40] if first else ''}`")
+        elif isinstance(node, ast.Name) and (node.id in FORBIDDEN_NAMES or node.id in BUILTIN_NAMES):
             findings.append(f"{where} line {line}: uses `{node.id}`")
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_NAMES:
             findings.append(f"{where} line {line}: uses `.{node.attr}`")
