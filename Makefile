@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 
-.PHONY: help venv book test exercises normalize lock clean system-deps browser-deps student-repo bench
+.PHONY: help venv book test exercises normalize lock clean system-deps browser-deps student-repo bench grade collect export-grades bench-grading
 
 help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
@@ -32,6 +32,10 @@ help:
 	@echo "make system-deps  - apt-get install chromium, bubblewrap, postgresql when missing (root or sudo)"
 	@echo "make browser-deps - axe-core from the npm registry into _build/node (for the browser tests)"
 	@echo "make bench  - measure attention implementations and the course (book build, grading) into benchmarks/results.json"
+	@echo "make collect ASSIGNMENT=<name> ZIP=<lms-download.zip> - place a Canvas/Moodle bulk download into submitted/"
+	@echo "make grade ASSIGNMENT=<name> [JOBS=<n>] - grade every submission (sandboxed, parallel), feedback, grades.csv"
+	@echo "make export-grades - rewrite grades.csv from the gradebook"
+	@echo "make bench-grading - time plain nbgrader autograde against make grade on a synthetic class"
 
 # The environment is (re)installed when requirements.lock differs from the copy kept inside it.
 venv:
@@ -99,3 +103,21 @@ $(AXE):
 student-repo: venv
 	@test -n "$(DEST)" || { echo "usage: make student-repo DEST=<dir>"; exit 2; }
 	$(BIN)/python -m tools.student_repo "$(DEST)"
+
+# Grading (attention_course/grading/README.md). COURSE: the course root (default: this checkout).
+COURSE ?= .
+JOBS ?= 0
+GRADE_FLAGS ?=
+grade: venv
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<name> [JOBS=<n>]"; exit 2; }
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" grade "$(ASSIGNMENT)" --jobs $(JOBS) $(GRADE_FLAGS)
+
+collect: venv
+	@test -n "$(ASSIGNMENT)" -a -n "$(ZIP)" || { echo "usage: make collect ASSIGNMENT=<name> ZIP=<lms-download.zip>"; exit 2; }
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" collect "$(ASSIGNMENT)" "$(ZIP)"
+
+export-grades: venv
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" export
+
+bench-grading: venv
+	$(BIN)/python benchmarks/grading.py $(BENCH_FLAGS)

@@ -1,0 +1,1 @@
+"""Grading a class: sandboxed, parallel, resumable (see README.md in this folder)."""

@@ -1,0 +1,3 @@
+from attention_course.grading.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""`python -m attention_course.grading grade|collect|export` (what `make grade`, `make collect` run)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from attention_course.grading.course import Course
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m attention_course.grading", description=__doc__)
+    parser.add_argument("--course", default=".", help="course root (holds nbgrader_config.py)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("grade", help="grade every submission of an assignment (sandboxed, parallel, resumable)")
+    g.add_argument("assignment")
+    g.add_argument("--jobs", "-j", type=int, default=0, help="parallel workers (default: all cores)")
+    g.add_argument("--force", action="store_true", help="regrade even submissions already graded unchanged")
+    g.add_argument("--trust", default="", help="comma-separated students whose tamper findings you reviewed and cleared")
+    g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: c.Execute.timeout)")
+    g.add_argument("--notebook-timeout", type=int, default=600, help="seconds per notebook (default 600)")
+    g.add_argument("--memory", type=float, default=8.0, help="address-space limit per kernel in GiB (default 8)")
+    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--no-feedback", action="store_true")
+    c = sub.add_parser("collect", help="place an LMS bulk download (zip) into submitted/")
+    c.add_argument("assignment")
+    c.add_argument("zip", type=Path)
+    c.add_argument("--pattern", default=None, help="regex with named groups student_id and file (other LMSs)")
+    e = sub.add_parser("export", help="write grades.csv from the gradebook")
+    e.add_argument("--to", type=Path, default=None)
+    args = parser.parse_args(argv)
+    import warnings
+
+    try:  # nbgrader 0.9 with SQLAlchemy 2 warns on every new submission; harmless
+        from sqlalchemy.exc import SAWarning
+        warnings.filterwarnings("ignore", category=SAWarning)
+    except ImportError:
+        pass
+    course = Course.load(args.course)
+
+    if args.command == "grade":
+        from attention_course.grading.grade import Options, grade
+
+        opts = Options(args.assignment, jobs=args.jobs, force=args.force,
+                       trust={s.strip() for s in args.trust.split(",") if s.strip()},
+                       cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                       memory_bytes=int(args.memory * 2**30), progress=not args.no_progress,
+                       feedback=not args.no_feedback)
+        return grade(course, opts)
+    if args.command == "collect":
+        from attention_course.grading.collect import collect, roster_names
+
+        if not course.source_notebooks(args.assignment):
+            print(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
+            return 2
+        report = collect(course, args.assignment, args.zip, args.pattern, roster_names(course.db_url))
+        for entry, dest in report.placed:
+            print(f"placed  {entry} -> {dest}")
+        for note in report.notes:
+            print(f"note    {note}")
+        for entry, why in report.unplaced:
+            print(f"NOT PLACED  {entry}: {why}")
+        students = {d.split("/")[1] for _, d in report.placed}
+        print(f"{len(report.placed)} file(s) placed for {len(students)} student(s); "
+              f"{len(report.unplaced)} file(s) could not be placed")
+        return 0
+    if args.command == "export":
+        from attention_course.grading.export import export
+
+        dest = args.to or course.root / "grades.csv"
+        n = export(course, course.db_url, dest)
+        print(f"{dest}: {n} row(s)")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""`collect`: an LMS bulk download (zip) into nbgrader's `submitted/<student>/<assignment>/`.
+
+What nbgrader's `zip_collect` does, with the two LMS naming schemes built in and every file it could not place
+reported. Recognised names (the part after the prefix is the student's own file name):
+
+- Canvas ("Download Submissions"): `<login>_[LATE_]<user id>_<submission id>_<file>`, e.g.
+  `doejane_LATE_12345_6789012_attention-pooling-1.ipynb` -> `submitted/doejane/<assignment>/attention-pooling.ipynb`
+  (Canvas adds `-1`, `-2` to resubmitted files: removed when what is left is a notebook of the assignment).
+- Moodle ("Download all submissions"): `<Full Name>_<participant id>_assignsubmission_file_[/]<file>`, e.g.
+  `Jane Doe_4242_assignsubmission_file_/attention-pooling.ipynb` -> `submitted/<id>/<assignment>/attention-pooling.ipynb`,
+  where <id> is the roster student (gradebook first and last name) with that full name, else the name written
+  as a slug (`jane-doe`, reported).
+- Anything else: `--pattern REGEX` with named groups `student_id` and `file`.
+
+Archives are read defensively: no absolute paths or `..`, no links, at most 50 MB per file and 2 GB in all.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+CANVAS = re.compile(r"^(?P<student_id>[A-Za-z0-9.\-]+?)_(?P<late>LATE_)?(?P<user>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
+MOODLE = re.compile(r"^(?P<fullname>[^/_]+)_(?P<participant>\d+)_assignsubmission_(?:file|onlinetext)_/?(?P<file>.+)$")
+MAX_FILE = 50 * 2**20
+MAX_TOTAL = 2 * 2**30
+
+
+@dataclass
+class Report:
+    placed: list[tuple[str, str]] = field(default_factory=list)     # (zip entry, destination)
+    unplaced: list[tuple[str, str]] = field(default_factory=list)   # (zip entry, why)
+    notes: list[str] = field(default_factory=list)
+
+
+def slug(name: str) -> str:
+    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _safe_id(student: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}", student))
+
+
+def collect(course, assignment: str, archive: Path, pattern: str | None = None, names: dict | None = None) -> Report:
+    """Extract `archive` into `submitted/`. `names`: full name (lower case) -> student id, from the roster."""
+    report = Report()
+    custom = re.compile(pattern) if pattern else None
+    expected = {p.name for p in course.source_notebooks(assignment)}
+    names = names or {}
+    total = 0
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            entry = info.filename
+            if info.is_dir():
+                continue
+            path = PurePosixPath(entry)
+            if path.is_absolute() or ".." in path.parts or "\\" in entry:
+                report.unplaced.append((entry, "unsafe path"))
+                continue
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                report.unplaced.append((entry, "symbolic link"))
+                continue
+            if path.name.startswith(".") or "__MACOSX" in path.parts:
+                report.unplaced.append((entry, "hidden or system file"))
+                continue
+            if info.file_size > MAX_FILE or total + info.file_size > MAX_TOTAL:
+                report.unplaced.append((entry, "too large"))
+                continue
+            student, filename, why = None, None, "file name matches no known LMS pattern"
+            match = custom.match(entry) if custom else None
+            if match:
+                student, filename = match.group("student_id"), match.group("file")
+            elif m := next((m for k in range(len(path.parts)) if (m := MOODLE.match("/".join(path.parts[k:])))), None):
+                fullname = " ".join(m.group("fullname").split())
+                student = names.get(fullname.lower()) or names.get(" ".join(reversed(fullname.split())).lower())
+                if not student:
+                    student = slug(fullname)
+                    report.notes.append(f"{entry}: '{fullname}' is not in the roster: placed as '{student}'")
+                filename = m.group("file")
+            elif m := CANVAS.match(path.name):
+                student, filename = m.group("student_id"), m.group("file")
+                stem = PurePosixPath(filename)
+                base = re.sub(r"-\d+$", "", stem.stem) + stem.suffix
+                if filename not in expected and base in expected:
+                    filename = base
+                if m.group("late"):
+                    report.notes.append(f"{entry}: submitted late (Canvas LATE flag)")
+            if not student or not filename:
+                report.unplaced.append((entry, why))
+                continue
+            if not _safe_id(student):
+                report.unplaced.append((entry, f"unusable student id {student!r}"))
+                continue
+            rel = PurePosixPath(filename)
+            if rel.is_absolute() or ".." in rel.parts:
+                report.unplaced.append((entry, "unsafe path"))
+                continue
+            dest = course.submitted / student / assignment / Path(*rel.parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.is_symlink():
+                dest.unlink()
+            data = zf.read(info)
+            total += len(data)
+            if any(d == str(dest.relative_to(course.root)) for _, d in report.placed):
+                report.notes.append(f"{entry}: replaces an earlier file for {dest.relative_to(course.root)}")
+            dest.write_bytes(data)
+            report.placed.append((entry, str(dest.relative_to(course.root))))
+    return report
+
+
+def roster_names(db_url: str) -> dict[str, str]:
+    from nbgrader.api import Gradebook
+
+    names = {}
+    with Gradebook(db_url) as gb:
+        for s in gb.students:
+            if s.first_name or s.last_name:
+                names[f"{s.first_name or ''} {s.last_name or ''}".strip().lower()] = s.id
+    return names

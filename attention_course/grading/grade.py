@@ -1,0 +1,497 @@
+"""`grade`: every submission of one assignment, in parallel sandboxes, scores into the gradebook.
+
+The trusted parent (this module) alone reads `solutions/`, writes the gradebook, the state files and the
+feedback; workers only drive sandboxed kernels (see runner.py, sandbox.py). Per student and notebook a state
+file `autograded/<student>/<assignment>/<notebook>.grading.json` is written atomically when its grading is
+complete: a rerun reuses it when neither the submission nor the source changed (idempotent, resumable), and
+rewrites the gradebook from it, so an interrupted run loses nothing.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from attention_course.grading import assemble as asm
+from attention_course.grading.course import Course
+from attention_course.grading.runner import atomic_write
+
+GRADER_VERSION = "1"
+MAX_COPY_BYTES = 50 * 2**20   # other files of a submission folder copied into the sandbox
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+COMPILED = (".so", ".pyd", ".pyc", ".pyo", ".dylib", ".dll")
+
+
+@dataclass
+class Options:
+    assignment: str
+    jobs: int = 0
+    force: bool = False
+    trust: set[str] = field(default_factory=set)     # students whose tamper findings the instructor cleared
+    cell_timeout: int | None = None
+    notebook_timeout: int = 600
+    memory_bytes: int = 8 * 2**30
+    progress: bool = True
+    feedback: bool = True
+
+
+# --- finding submissions --------------------------------------------------------------------------------
+
+def _safe_read(path: Path, inside: Path) -> bytes:
+    """Bytes of a submitted file, refusing links (a link to solutions/ would be read by the trusted grader)."""
+    real = Path(os.path.realpath(path))
+    if path.is_symlink() or not str(real).startswith(str(Path(os.path.realpath(inside))) + os.sep):
+        raise asm.Unreadable(f"{path.name} is a link to a file outside the submission: not graded")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise asm.Unreadable(f"{path.name} is not a regular file")
+        data = fh.read(MAX_NOTEBOOK_BYTES + 1)
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise asm.Unreadable(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+    return data
+
+
+def find_notebook(folder: Path, name: str, expected: set[str]) -> tuple[Path | None, str]:
+    """The submitted file for notebook `name`; when misnamed, the only other notebook there (with a note)."""
+    exact = folder / f"{name}.ipynb"
+    if exact.exists() or exact.is_symlink():
+        return exact, ""
+    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    nested = [p for p in found if p.name == f"{name}.ipynb"]
+    if len(nested) == 1:
+        return nested[0], f"found in {nested[0].relative_to(folder).parent}/"
+    others = [p for p in found if p.stem not in expected]
+    if len(others) == 1:
+        return others[0], f"graded {others[0].relative_to(folder)} as {name}.ipynb (misnamed)"
+    if others:
+        return None, f"missing {name}.ipynb (found {', '.join(str(p.relative_to(folder)) for p in others)}: ambiguous)"
+    if folder.exists() and any(folder.iterdir()):
+        names = ", ".join(sorted(p.name for p in folder.iterdir())[:5])
+        return None, f"missing {name}.ipynb (folder holds: {names})"
+    return None, f"missing {name}.ipynb (empty folder)"
+
+
+def roster(course: Course, db_url: str) -> list[str]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        students = {s.id for s in gb.students}
+    if course.submitted.exists():
+        students |= {p.name for p in course.submitted.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return sorted(students)
+
+
+# --- the gradebook (only ever written from this process) ------------------------------------------------
+
+def register_assignment(course: Course, db_url: str, assignment: str, sources: list[Path]) -> None:
+    """What `nbgrader generate_assignment` records: the assignment, its notebooks, grade and solution cells."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import ClearOutput, ClearSolutions, ComputeChecksums, SaveCells
+
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_assignment(assignment)
+    for path in sources:
+        nb = nbformat.read(str(path), as_version=4)
+        resources = {"nbgrader": {"db_url": db_url, "assignment": assignment, "notebook": path.stem},
+                     "language": "python"}
+        for pp in (ClearSolutions(config=course.config), ClearOutput(), ComputeChecksums(), SaveCells()):
+            nb, resources = pp.preprocess(nb, resources)
+
+
+def record(gb, assignment: str, student: str, states: dict[str, dict], timestamp: str | None) -> None:
+    from nbgrader.api import MissingEntry
+
+    gb.update_or_create_student(student)
+    try:
+        sub = gb.find_submission(assignment, student)
+    except MissingEntry:
+        sub = gb.add_submission(assignment, student)
+    if timestamp:
+        try:
+            from nbgrader.utils import parse_utc
+            sub.timestamp = parse_utc(timestamp)
+        except Exception:  # noqa: BLE001 (a student-written timestamp file is not trusted to parse)
+            pass
+    for notebook in sub.notebooks:
+        state = states.get(notebook.name, {})
+        cells = state.get("cells", {})
+        for grade in notebook.grades:
+            if grade.cell.cell_type != "code":
+                continue  # manually graded answers stay with the instructor
+            grade.auto_score = float(cells.get(grade.name, {}).get("score", 0.0))
+            grade.needs_manual_grade = False
+    gb.db.commit()
+
+
+# --- one notebook ---------------------------------------------------------------------------------------
+
+def fingerprint(data: bytes, source: bytes, opts: Options, cell_timeout: int, trusted: bool) -> str:
+    h = hashlib.sha256()
+    for part in (data, source, GRADER_VERSION.encode(), str(cell_timeout).encode(),
+                 str(opts.notebook_timeout).encode(), str(trusted).encode()):
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()
+
+
+def zero_cells(points: dict[str, float], why: str) -> dict:
+    return {gid: {"score": 0.0, "max_score": pts, "status": "not graded", "why": why} for gid, pts in points.items()}
+
+
+def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -> dict:
+    """Points only for test cells the kernel reported as completed without error; anything else (error,
+    timeout, dead kernel, never reached) earns 0."""
+    cells = {}
+    for gid, index in tests.items():
+        info = result["cells"][index] if index < len(result["cells"]) else {"status": "not run"}
+        status = info.get("status", "not run")
+        if status == "ok":
+            cells[gid] = {"score": points[gid], "max_score": points[gid], "status": "passed", "why": ""}
+            continue
+        if status == "error":
+            why = f"{info.get('ename', 'error')}"
+            if info.get("evalue"):
+                why += f": {info['evalue'].splitlines()[0][:160] if info['evalue'].strip() else ''}"
+        elif status == "timeout":
+            why = "timed out"
+        elif status in ("died", "not run", "no reply"):
+            why = f"not run ({result.get('died') or status})"
+        else:
+            why = status
+        cells[gid] = {"score": 0.0, "max_score": points[gid], "status": status, "why": why}
+    return cells
+
+
+def summarise(state: dict) -> None:
+    state["score"] = round(sum(c["score"] for c in state["cells"].values()), 4)
+    state["max_score"] = round(sum(c["max_score"] for c in state["cells"].values()), 4)
+
+
+@dataclass
+class Job:
+    student: str
+    notebook: str
+    state_path: Path
+    state: dict
+    run: dict | None = None          # runner job, when the notebook must be executed
+    assembled: asm.Assembled | None = None
+
+
+def plan_notebook(course: Course, opts: Options, student: str, source_path: Path, expected: set[str],
+                  cell_timeout: int, scratch: Path) -> Job:
+    assignment, name = opts.assignment, source_path.stem
+    folder = course.submitted / student / assignment
+    state_path = course.autograded / student / assignment / f"{name}.grading.json"
+    source_bytes = source_path.read_bytes()
+    source_nb = nbformat.reads(source_bytes.decode(), as_version=4)
+    points = {gid: float(asm.nbt.nbgrader_meta(c).get("points", 0) or 0)
+              for c in source_nb.cells if asm.nbt.nbgrader_meta(c).get("grade") and c.cell_type == "code"
+              for gid in [asm.nbt.nbgrader_meta(c)["grade_id"]]}
+    base = {"student": student, "assignment": assignment, "notebook": name, "notes": [], "findings": []}
+    if not folder.is_dir():
+        state = {**base, "status": "no submission", "reason": "no submission", "cells": zero_cells(points, "no submission")}
+        summarise(state)
+        return Job(student, name, state_path, state)
+    path, note = find_notebook(folder, name, expected)
+    if path is None:
+        state = {**base, "status": "missing", "reason": note, "cells": zero_cells(points, note)}
+        summarise(state)
+        return Job(student, name, state_path, state)
+    trusted = student in opts.trust
+    try:
+        data = _safe_read(path, course.submitted / student)
+    except asm.Unreadable as exc:
+        state = {**base, "status": "unreadable", "reason": str(exc), "cells": zero_cells(points, str(exc))}
+        summarise(state)
+        return Job(student, name, state_path, state)
+    fp = fingerprint(data, source_bytes, opts, cell_timeout, trusted)
+    if not opts.force and state_path.exists():
+        try:
+            old = json.loads(state_path.read_text())
+            if old.get("fingerprint") == fp:
+                old["reused"] = True
+                return Job(student, name, state_path, old)
+        except (ValueError, OSError):
+            pass
+    base.update(fingerprint=fp, file=str(path.relative_to(course.root)))
+    if note:
+        base["notes"].append(note)
+    try:
+        submission = asm.read_submission(data)
+    except asm.Unreadable as exc:
+        state = {**base, "status": "unreadable", "reason": str(exc), "cells": zero_cells(points, str(exc))}
+        summarise(state)
+        return Job(student, name, state_path, state)
+    assembled = asm.assemble(source_nb, submission)
+    if assembled.restored:
+        base["notes"].append("test/locked cells restored from the source: " + ", ".join(assembled.restored))
+    if assembled.missing_answers:
+        base["notes"].append("answer cells not found: " + ", ".join(assembled.missing_answers))
+    findings = []
+    for i, cell in enumerate(assembled.nb.cells):
+        if cell.cell_type == "code" and cell.metadata.get("grading", {}).get("origin") in ("answer", "student"):
+            where = cell.metadata["grading"].get("grade_id") or f"cell {i + 1}"
+            findings += asm.tamper_findings(cell.source, where)
+    # code files next to the notebook run too when imported (sitecustomize.py even at start): check them;
+    # compiled code cannot be checked, so it is never copied into the sandbox
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for fname in filenames:
+            src = Path(dirpath) / fname
+            if src.suffix == ".py" and src.is_file() and not src.is_symlink():
+                text = src.read_bytes()[:MAX_NOTEBOOK_BYTES].decode("utf-8", "replace")
+                findings += asm.tamper_findings(text, str(src.relative_to(folder)))
+    base["findings"] = findings
+    if findings and not trusted:
+        why = "tampering with the grading environment: " + "; ".join(findings[:3]) + \
+              (f" (+{len(findings) - 3} more)" if len(findings) > 3 else "")
+        state = {**base, "status": "tampering", "reason": why, "cells": zero_cells(points, "tampering (not run)")}
+        summarise(state)
+        return Job(student, name, state_path, state, assembled=assembled)
+    # a scratch copy of the student's own folder (regular files only, never links) for the sandbox
+    work = scratch / f"{student}--{name}" / "work"
+    ipc = scratch / f"{student}--{name}" / "ipc"
+    shutil.rmtree(work.parent, ignore_errors=True)
+    work.mkdir(parents=True)
+    copied = 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for fname in filenames:
+            src = Path(dirpath) / fname
+            if src.is_symlink() or not src.is_file() or src.suffix in (".ipynb", ".pth") + COMPILED:
+                continue
+            with open(src, "rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    continue
+            size = src.stat().st_size
+            if copied + size > MAX_COPY_BYTES:
+                continue
+            dest = work / src.relative_to(folder)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            copied += size
+    nb_in = work.parent / "assembled.ipynb"
+    nbformat.write(assembled.nb, str(nb_in))
+    run = {"notebook": str(nb_in), "executed": str(work.parent / "executed.ipynb"),
+           "result": str(work.parent / "result.json"),
+           "package_dir": str(Path(asm.__file__).resolve().parents[1]), "work_dir": str(work), "ipc_dir": str(ipc),
+           "cell_timeout": cell_timeout, "notebook_timeout": opts.notebook_timeout,
+           "limits": {"memory_bytes": opts.memory_bytes}}
+    state = {**base, "status": "pending", "tests": assembled.tests, "points": assembled.points}
+    return Job(student, name, state_path, state, run=run, assembled=assembled)
+
+
+def finish(state: dict, result: dict | None, error: str | None) -> dict:
+    if error or result is None:
+        state.update(status="grader error", reason=f"grader error (will be retried): {error}",
+                     cells=zero_cells(state["points"], "grader error"))
+        summarise(state)
+        return state
+    cells = score_cells(state["tests"], state["points"], result)
+    state.update(cells=cells, died=result.get("died"), seconds=result.get("seconds"))
+    by_why: dict[str, list[str]] = {}
+    for gid, c in cells.items():
+        if c["score"] < c["max_score"]:
+            by_why.setdefault(c["why"][:100], []).append(gid)
+    lost = [f"{', '.join(gids)}: {why}" for why, gids in by_why.items()]
+    parts = []
+    if result.get("died"):
+        parts.append(result["died"])
+    truncated = [i for i, c in enumerate(result["cells"]) if c.get("truncated")]
+    if truncated:
+        parts.append(f"output truncated in {len(truncated)} cell(s)")
+    parts += lost[:4] + ([f"+{len(lost) - 4} more"] if len(lost) > 4 else [])
+    state.update(status="graded", reason="; ".join(parts) if parts else "all tests passed")
+    summarise(state)
+    return state
+
+
+# --- the whole class ------------------------------------------------------------------------------------
+
+_SLOT = 0
+
+
+def _init_worker(slots) -> None:
+    global _SLOT
+    _SLOT = slots.get()
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def save(course: Course, state: dict, state_path: Path, executed: Path | None, feedback: bool) -> None:
+    """The state file (atomically: it marks the notebook done), the executed notebook, the feedback page."""
+    from attention_course.grading import feedback as fb
+
+    target = state_path.with_name(f"{state['notebook']}.ipynb")
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    if executed and executed.exists():
+        shutil.copyfile(executed, target)
+    if feedback:
+        fb.write_feedback(course, state, target if executed and target.exists() else None)
+    atomic_write(state_path, json.dumps(state, indent=1))
+
+
+def _warm() -> int:
+    """Imports a worker needs, done while the parent plans (so they overlap)."""
+    from attention_course.grading import feedback, runner  # noqa: F401
+    from nbconvert import HTMLExporter  # noqa: F401
+    return _SLOT
+
+
+_COURSES: dict[str, Course] = {}
+
+
+def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> dict:
+    """In a worker process (trusted, outside the sandbox): execute, score, save; returns the final state."""
+    import asyncio
+    import traceback
+
+    from attention_course.grading import runner
+
+    run = {**run, "slot": _SLOT}
+    result, error = None, None
+    try:
+        result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
+    except Exception as exc:  # noqa: BLE001 (reported per student, never stops the class)
+        error = f"{type(exc).__name__}: {exc}"[:300] + "\n" + traceback.format_exc()[-800:]
+    if result is not None:
+        nb = result.pop("notebook")
+        nbformat.write(nb, run["executed"])
+        if str(result.get("died") or "").startswith("kernel could not run"):
+            result, error = None, result["died"]
+    state = finish(state, result, error)
+    if state["status"] != "grader error":
+        course = _COURSES.setdefault(root, Course.load(root))
+        save(course, state, Path(state_path), Path(run["executed"]), feedback)
+        state["saved"] = True
+    return state
+
+
+def grade(course: Course, opts: Options, out=sys.stdout) -> int:
+    from nbgrader.api import Gradebook
+
+    from attention_course.grading.sandbox import available
+
+    assignment = opts.assignment
+    sources = course.source_notebooks(assignment)
+    if not sources:
+        print(f"no source notebooks in {course.source / assignment}/", file=out)
+        return 2
+    why = available()
+    if why:
+        print(f"cannot sandbox submissions: {why}", file=out)
+        return 2
+    db_url = course.db_url
+    try:
+        register_assignment(course, db_url, assignment, sources)
+    except RuntimeError as exc:  # nbgrader refuses to change graded cells once submissions are recorded
+        print(f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed after "
+              f"grading began: restore them, or remove the assignment's submissions (`nbgrader db assignment "
+              f"remove {assignment} --force`) and grade again.", file=out)
+        return 2
+    cell_timeout = opts.cell_timeout or course.cell_timeout
+    jobs_n = opts.jobs or os.cpu_count() or 1
+    scratch = Path(tempfile.mkdtemp(prefix=f"grading-{assignment}-"))
+    os.chmod(scratch, 0o755)
+    started = time.monotonic()
+    ctx = multiprocessing.get_context("forkserver")
+    slots = ctx.Queue()
+    for i in range(jobs_n):
+        slots.put(i)
+    pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker, initargs=(slots,))
+    try:
+        return _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout)
+    finally:
+        pool.shutdown(cancel_futures=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout) -> int:
+    from nbgrader.api import Gradebook
+
+    assignment = opts.assignment
+    sources = course.source_notebooks(assignment)
+    students = roster(course, db_url)
+    expected = {p.stem for p in sources}
+    for _ in range(jobs_n):
+        pool.submit(_warm)  # the workers import what they need while the parent plans
+    plans = [plan_notebook(course, opts, s, src, expected, cell_timeout, scratch) for s in students for src in sources]
+    todo = [p for p in plans if p.run]
+    done_states: dict[tuple[str, str], dict] = {}
+    failures = 0
+
+    def complete(job: Job, gb) -> None:
+        state = job.state
+        if state.get("status") != "grader error" and not state.get("reused") and not state.pop("saved", False):
+            save(course, state, job.state_path, None, opts.feedback)
+        done_states[job.student, job.notebook] = state
+        write_student(gb, job.student)
+
+    def write_student(gb, student: str) -> None:
+        states = {p.notebook: done_states.get((student, p.notebook)) for p in plans if p.student == student}
+        if any(s is None for s in states.values()):
+            return  # the student's other notebooks are still running
+        if all(s["status"] == "no submission" for s in states.values()):
+            gb.update_or_create_student(student)
+            return
+        ts_file = course.submitted / student / assignment / "timestamp.txt"
+        ts = ts_file.read_text()[:64].strip() if ts_file.is_file() and not ts_file.is_symlink() else None
+        record(gb, assignment, student, states, ts)
+
+    with Gradebook(db_url) as gb:
+        for job in plans:
+            if not job.run:
+                complete(job, gb)
+        if todo:
+            print(f"grading {len(todo)} notebook(s) of {assignment} with {jobs_n} sandboxed worker(s)"
+                  f" ({len(plans) - len(todo)} already graded or nothing to run)", file=out, flush=True)
+            bar = None
+            if opts.progress:
+                from tqdm import tqdm
+                bar = tqdm(total=len(todo), unit="nb", desc=assignment, file=sys.stderr, dynamic_ncols=True)
+            futures = {pool.submit(_run, job.run, job.state, str(job.state_path), str(course.root), opts.feedback): job
+                       for job in todo}
+            for future in cf.as_completed(futures):
+                job = futures[future]
+                try:
+                    job.state = future.result()
+                except Exception as exc:  # noqa: BLE001 (a broken worker: retried on the next run)
+                    job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
+                failures += job.state["status"] == "grader error"
+                complete(job, gb)
+                if bar:
+                    bar.update(1)
+            if bar:
+                bar.close()
+    from attention_course.grading.export import export
+    export(course, db_url, course.root / "grades.csv")
+    print_summary(course, assignment, students, sources, done_states, time.monotonic() - started, len(todo), out)
+    return 1 if failures else 0
+
+
+def print_summary(course, assignment, students, sources, states, seconds, executed, out) -> None:
+    counts: dict[str, int] = {}
+    print(f"\n{assignment}: {len(students)} student(s), {executed} notebook(s) executed in {seconds:.0f} s", file=out)
+    width = max([len(s) for s in students] + [7])
+    for student in students:
+        sts = [states[student, p.stem] for p in sources]
+        score = sum(s["score"] for s in sts)
+        max_score = sum(s["max_score"] for s in sts)
+        status = "graded" if all(s["status"] == "graded" for s in sts) else \
+            next(s["status"] for s in sts if s["status"] != "graded")
+        kind = "graded" if status == "graded" else "failed"
+        counts[kind] = counts.get(kind, 0) + 1
+        reason = " | ".join(s["reason"] + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "") for s in sts)
+        print(f"  {student:<{width}}  {score:g}/{max_score:g}  {status:<13} {reason}", file=out)
+    print(f"graded: {counts.get('graded', 0)}, failed (nothing gradable or grading refused): "
+          f"{counts.get('failed', 0)}; scores in {course.db_url.split('@')[-1]}, grades.csv, "
+          f"feedback in {course.feedback.relative_to(course.root)}/", file=out)
