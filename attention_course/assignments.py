@@ -112,7 +112,11 @@ def signatures_markdown(assignment: str, root: str | Path = ROOT) -> str:
 def overview_markdown(root: str | Path = ROOT) -> str:
     """One row per released assignment: its title, parts and points."""
     rows = ["| Assignment | Notebook | Parts | Points |", "|---|---|---:|---:|"]
-    for path in sorted((Path(root) / "exercises").glob("*/*.ipynb")):
+    def chapter_order(path):  # "Assignment 2 — ..." before "Assignment 10 — ..."; unnumbered last, by name
+        number = re.match(r"Assignment\s+(\d+)", title(path.parent.name, root))
+        return (int(number.group(1)) if number else 10**6, path.parent.name)
+
+    for path in sorted((Path(root) / "exercises").glob("*/*.ipynb"), key=chapter_order):
         assignment = path.parent.name
         if path.stem != assignment:
             continue
