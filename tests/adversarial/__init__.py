@@ -61,6 +61,11 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     def answered(**answers):
         return nbt.with_answers(release, {**ref, **answers})
 
+    def probed(probe: str, check: str, cell: str, wrong: str) -> str:
+        """An answer that runs `probe` and is right only if `check()` succeeded (the attack worked)."""
+        indent = lambda code: "\n".join("    " + line for line in code.splitlines())  # noqa: E731
+        return f"{probe}if {check}():\n{indent(ref[cell])}\nelse:\n{indent(wrong)}\n"
+
     put("reference", answered(), Case(10, "graded", "all tests passed"))
     put("blank", release, Case(0, "graded", "NotImplementedError"))
     # --- files that are not gradable notebooks
@@ -161,16 +166,14 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
              "        except OSError:\n            pass\n        try:\n            os.listdir(p)\n"
              "            return True\n        except OSError:\n            pass\n    return False\n\n"
              % [str(t) for t in targets])
-    put("reads-solutions", answered(softmax=probe + "if _can_read():\n" + "\n".join(
-        "    " + l for l in ref["softmax"].splitlines()) + "\nelse:\n" + "\n".join(
-        "    " + l for l in WRONG_SOFTMAX.splitlines()) + "\n"), Case(6, "graded", "softmax_matches_torch"))
+    put("reads-solutions", answered(softmax=probed(probe, "_can_read", "softmax", WRONG_SOFTMAX)),
+        Case(6, "graded", "softmax_matches_torch"))
     net = ("def _online():\n    import socket, urllib.request\n    for host, port in [('127.0.0.1', %d), "
            "('1.1.1.1', 53), ('pypi.org', 443)]:\n        try:\n"
            "            socket.create_connection((host, port), timeout=3).close()\n            return True\n"
            "        except OSError:\n            pass\n    return False\n\n" % probe_port)
-    put("network", answered(dot_product_scores=net + "if _online():\n" + "\n".join(
-        "    " + l for l in ref["dot_product_scores"].splitlines()) + "\nelse:\n" + "\n".join(
-        "    " + l for l in WRONG_DOT.splitlines()) + "\n"), Case(7, "graded", "dot_product_scores_matches_matmul"))
+    put("network", answered(dot_product_scores=probed(net, "_online", "dot_product_scores", WRONG_DOT)),
+        Case(7, "graded", "dot_product_scores_matches_matmul"))
     writes = ("def _wrote():\n    import os, sqlite3\n    done = False\n    try:\n"
               "        db = sqlite3.connect(%r, timeout=1)\n"
               "        db.execute('UPDATE grade SET auto_score = 99')\n        db.commit()\n        done = True\n"
@@ -180,9 +183,7 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
               % (str(course / "gradebook.db"), [str(course / "grades.csv"),
                                                  str(course / "submitted" / "blank" / ASSIGNMENT / NB),
                                                  "../../blank/" + ASSIGNMENT + "/" + NB]))
-    put("writes-gradebook", answered(attention_pooling=writes + "if _wrote():\n" + "\n".join(
-        "    " + l for l in ref["attention_pooling"].splitlines()) + "\nelse:\n" + "\n".join(
-        "    " + l for l in WRONG_POOL.splitlines()) + "\n"),
+    put("writes-gradebook", answered(attention_pooling=probed(writes, "_wrote", "attention_pooling", WRONG_POOL)),
         Case(7, "graded", "attention_pooling_matches_weighted_sum"))
     # a folder in submitted/ with nothing for this assignment, and a roster student who never submitted
     (course / "submitted" / "other-assignment-only" / "some-other-assignment").mkdir(parents=True)
