@@ -7,10 +7,16 @@
 - `LargestIntermediate`: records the largest tensor any operator produces (for memory-bounded algorithms).
 
 These are test helpers, not answers: students may read them.
+
+Under `make grade` the tests run in the trusted judge, outside the student's process, and the student's code runs
+in a sandboxed kernel. There `forbid` and `LargestIntermediate` do not watch the judge's own operations: while a
+judge is active (`_REMOTE.stack` is a list), entering them only marks the student calls made inside the block,
+and the kernel applies the same checks around each such call (attention_course/grading/agent.py).
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -21,6 +27,13 @@ SOFTMAX = ("softmax", "log_softmax", "_softmax", "_log_softmax", "_safe_softmax"
 SDPA = ("scaled_dot_product_attention", "multi_head_attention_forward", "_native_multi_head_attention",
         "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math",
         "_fused_sdp_choice")
+
+
+_REMOTE = threading.local()  # .stack: the judge's list of checks active around student calls (None: in-process)
+
+
+def _remote_stack():
+    return getattr(_REMOTE, "stack", None)
 
 
 class ForbiddenCall(AssertionError):
@@ -61,6 +74,15 @@ def forbid(names, who="your answer"):
     Modules are forbidden through their functional forms: `nn.Softmax` calls `softmax`, `nn.MultiheadAttention`
     calls `multi_head_attention_forward`.
     """
+    stack = _remote_stack()
+    if stack is not None:  # judged from outside: the kernel forbids them around each student call in the block
+        entry = ("forbid", tuple(names), who)
+        stack.append(entry)
+        try:
+            yield
+        finally:
+            stack.remove(entry)
+        return
     with _ForbidFunctions(names, who), _ForbidOperators(names, who):
         yield
 
@@ -72,6 +94,25 @@ class LargestIntermediate(TorchDispatchMode):
         super().__init__()
         self.numel = 0
         self.op = None
+
+    def __enter__(self):
+        stack = _remote_stack()
+        self._remote = stack is not None
+        if self._remote:  # judged from outside: the kernel measures each student call in the block
+            stack.append(("largest", self))
+            return self
+        return super().__enter__()
+
+    def __exit__(self, *exc_info):
+        if self._remote:
+            _remote_stack().remove(("largest", self))
+            return False
+        return super().__exit__(*exc_info)
+
+    def record(self, numel: int, op) -> None:
+        """A measurement made elsewhere (the kernel) of code that ran inside this block."""
+        if numel > self.numel:
+            self.numel, self.op = numel, op
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))

@@ -1,0 +1,366 @@
+"""The trusted judge: runs every test cell (visible asserts and hidden block) outside the student's process.
+
+The test cell's own source runs here, in a namespace where each name the assignment asks students to define
+(`softmax`, `MultiHeadAttention`, ...) is a `Remote`: a handle on the student's object in the sandboxed kernel.
+Using it becomes a request to the kernel's agent (agent.py) answered with plain data (wire.py):
+
+- calling it sends the arguments (tensors as bytes, numbers, handles) and receives the result as plain data; a
+  result that is not data (a module, a bound method) comes back as another `Remote`;
+- reading an attribute (`m.W_q.weight`, `m.attention_weights`, `layer.in_features`) is a request; parameters come
+  back as tensors that write through (`weight.copy_(w)` under `torch.no_grad()` writes the student's parameter);
+- iterating (`m.parameters()`), indexing and `len` are requests; `isinstance(m, nn.Linear)` is answered from the
+  PyTorch class the object derives from;
+- assigning one of those names in a test (`masked_softmax = trusted`, `globals()["masked_softmax"] = fn`) puts a
+  stand-in into the kernel whose calls come back here, so the trusted function runs in the judge;
+- `checks.forbid(...)` and `checks.LargestIntermediate()` blocks mark the student calls made inside them, and the
+  kernel applies the check around each call.
+
+A test cell earns its points only when its code ran to the end here. The kernel's replies are data and nothing
+else: no status, no error flag, no output of the kernel is believed, and a kernel that is dead, silent or
+answers garbage makes the test fail. Hidden-test source never leaves this process; inside the hidden block
+`torch.manual_seed(s)` seeds from a secret key (per student, submission and cell), so inputs cannot be
+predicted, and the generator is re-seeded from the key after every call into the kernel.
+
+The same test cells run unchanged in-kernel under plain `nbgrader autograde` and Validate.
+"""
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import hmac
+import io
+import re
+import socket
+import sys
+import time
+
+import torch
+
+from attention_course import checks
+from attention_course.grading import wire
+
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+MAX_TEST_OUTPUT = 64 * 1024
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def escape(text, limit: int = 300) -> str:
+    """A student-controlled string made safe to show: printable ASCII only, one line, at most `limit` chars."""
+    text = _PRINTABLE.sub("?", str(text).replace("\n", " "))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class RemoteError(Exception):
+    """The student's code raised (in the kernel); type and message are the student's, escaped."""
+
+
+_REMOTE_ERRORS: dict[str, type] = {}
+_MAPPED = {name: getattr(builtins, name) for name in (
+    "AttributeError", "TypeError", "ValueError", "RuntimeError", "IndexError", "KeyError", "NotImplementedError",
+    "AssertionError", "ZeroDivisionError", "NameError", "LookupError", "ArithmeticError")}
+
+
+def remote_error(kind: str, message: str) -> RemoteError:
+    kind = kind if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,59}", str(kind)) else "Exception"
+    base = _MAPPED.get(kind, AssertionError if kind == "ForbiddenCall" else None)
+    if base is None:
+        klass = RemoteError
+    else:
+        klass = _REMOTE_ERRORS.setdefault(kind, type(f"Student{kind}", (RemoteError, base), {}))
+    err = klass(f"your code raised {kind}: {escape(message)}")
+    err.kind = kind
+    return err
+
+
+class KernelLost(Exception):
+    """The kernel did not answer in time, closed the connection or sent something that is not plain data."""
+
+
+def _module_class(name) -> type | None:
+    """A PyTorch module class named 'module:qualname', only if that module is already imported here."""
+    if not isinstance(name, str) or ":" not in name:
+        return None
+    module, qualname = name.split(":", 1)
+    obj = sys.modules.get(module) if (module == "torch" or module.startswith("torch.")) else None
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None) if obj is not None else None
+    return obj if isinstance(obj, type) and issubclass(obj, torch.nn.Module) else None
+
+
+class Remote(wire.Handle):
+    """A handle on an object in the student's kernel. Every use is a request; results are plain data."""
+
+    def __init__(self, judge: "Judge", hid: int, info: dict):
+        object.__setattr__(self, "_judge", judge)
+        object.__setattr__(self, "hid", hid)
+        object.__setattr__(self, "info", info)
+        object.__setattr__(self, "_cls", _module_class(info.get("cls")))
+
+    @property
+    def __class__(self):  # isinstance(m, nn.Module) / nn.Linear: the PyTorch class the student's object derives from
+        return self._cls or Remote
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return self._judge.request({"op": "getattr", "h": self.hid, "name": name})
+
+    def __setattr__(self, name, value):
+        raise AttributeError("the grader does not set attributes on your objects")
+
+    def __call__(self, *args, **kwargs):
+        return self._judge.call(self.hid, args, kwargs)
+
+    def __iter__(self):
+        return iter(self._judge.request({"op": "iter", "h": self.hid}))
+
+    def __getitem__(self, key):
+        return self._judge.request({"op": "getitem", "h": self.hid}, key=key)
+
+    def __len__(self):
+        return self._judge.request({"op": "len", "h": self.hid})
+
+    def __bool__(self):
+        return True
+
+    def __repr__(self):
+        return f"<your {self._cls.__name__ if self._cls else 'object'} (in the sandbox)>"
+
+
+class RemoteParameter(torch.nn.Parameter):
+    """A copy of one of the student's parameters; in-place operations on it write the new value back."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else None
+        if name.endswith("_") and not name.endswith("__") and isinstance(target, RemoteParameter):
+            target._write_back()
+            return target
+        if isinstance(out, RemoteParameter) and out is not target:
+            return out.as_subclass(torch.Tensor)
+        return out
+
+    def _write_back(self) -> None:
+        judge, ref = self.__dict__["_judge_ref"]
+        judge.request({"op": "setparam", "h": ref}, value=self.as_subclass(torch.Tensor).detach().clone())
+
+
+class Namespace(dict):
+    """The test cells' globals: assigning a student-defined name also replaces it in the kernel."""
+
+    def __init__(self, judge: "Judge"):
+        super().__init__()
+        self._judge = judge
+
+    def __setitem__(self, key, value):
+        dict.__setitem__(self, key, value)
+        if key in self._judge.names and self._judge.sock is not None:
+            self._judge.request({"op": "setglobal", "name": key}, value=value)
+
+
+def _segments(source: str) -> list[tuple[str, bool]]:
+    """The cell as (code, hidden?) parts in order, each padded to its line numbers; one part if not separable."""
+    lines = source.splitlines(keepends=True)
+    marks = [i for i, line in enumerate(lines) if line.strip() in (HIDDEN_BEGIN, HIDDEN_END)]
+    if len(marks) != 2 or lines[marks[0]].strip() != HIDDEN_BEGIN:
+        return [(source, False)]
+    b, e = marks
+    parts = [("".join(lines[:b]), False), ("\n" * (b + 1) + "".join(lines[b + 1:e]), True),
+             ("\n" * (e + 1) + "".join(lines[e + 1:]), False)]
+    try:
+        for text, _ in parts:
+            compile(text, "<test>", "exec")
+    except SyntaxError:
+        return [(source, False)]  # markers inside a block: run whole, with the generator seeded as written
+    return [p for p in parts if p[0].strip()]
+
+
+class Judge:
+    """Judges one notebook: holds the test namespace and talks to one kernel's agent over `listener`."""
+
+    def __init__(self, listener: socket.socket, names: set[str], key: bytes):
+        self.listener, self.names, self.key = listener, set(names), key
+        self.ns = Namespace(self)
+        self.sock: socket.socket | None = None
+        self.deadline: float | None = None
+        self._remotes: dict[int, Remote] = {}
+        self._standins: list = []
+        self._hidden: str | None = None     # grade_id while a hidden block runs
+        self._calls = 0
+        self._seed = torch.manual_seed
+
+    # --- plain data both ways ------------------------------------------------------------------------------
+    def _make_remote(self, spec: dict) -> Remote:
+        hid = spec["$h"]
+        if hid not in self._remotes:
+            self._remotes[hid] = Remote(self, hid, {"cls": spec.get("cls"), "callable": spec.get("callable")})
+        return self._remotes[hid]
+
+    def _make_param(self, tensor: torch.Tensor, ref: int) -> torch.Tensor:
+        param = tensor.as_subclass(RemoteParameter)
+        param.__dict__["_judge_ref"] = (self, ref)
+        return param
+
+    def _handle_of(self, obj) -> dict:
+        if callable(obj):  # a trusted function handed to the student's code: calls come back here
+            self._standins.append(obj)
+            return {"$standin": len(self._standins) - 1}
+        raise TypeError(f"the grader cannot send a {type(obj).__name__} to your code")
+
+    def _encode(self, value, frames):
+        if isinstance(value, RemoteParameter):
+            value = value.as_subclass(torch.Tensor)
+        return wire.encode(value, frames, self._handle_of)
+
+    def request(self, message: dict, **values):
+        if self.sock is None:
+            raise KernelLost("no kernel to ask (the grader's connection is closed)")
+        frames = [b""]
+        for key, value in values.items():
+            message[key] = self._encode(value, frames)
+        try:
+            wire.send(self.sock, message, frames[1:])
+        except OSError as exc:
+            self._lost(f"the kernel stopped answering ({escape(exc, 120)})")
+        return self._await_reply()[0]
+
+    def _lost(self, why: str):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+        raise KernelLost(why)
+
+    def _callback(self, reply, frames) -> None:
+        fn = self._standins[reply["fn"]]
+        args = wire.decode(reply.get("args", []), frames, self._make_remote, self._make_param)
+        kwargs = wire.decode(reply.get("kwargs", {}), frames, self._make_remote, self._make_param)
+        out = [b""]
+        try:
+            value = fn(*(args if isinstance(args, list) else []), **(kwargs if isinstance(kwargs, dict) else {}))
+            body = {"op": "return", "value": self._encode(value, out)}
+        except Exception as exc:  # noqa: BLE001 (the trusted stand-in failed on the student's arguments)
+            body, out = {"op": "raise", "message": f"the grader's stand-in raised {type(exc).__name__}"}, [b""]
+        wire.send(self.sock, body, out[1:])
+
+    def call(self, hid: int, args, kwargs):
+        stack = checks._remote_stack() or []
+        frames = [b""]
+        ctx = {"grad": torch.is_grad_enabled(), "rng": wire.encode(torch.get_rng_state(), frames),
+               "forbid": [[list(e[1]), str(e[2])] for e in stack if e[0] == "forbid"],
+               "largest": any(e[0] == "largest" for e in stack)}
+        message = {"op": "call", "h": hid, "ctx": ctx, "args": self._encode(list(args), frames),
+                   "kwargs": self._encode(dict(kwargs), frames)}
+        if self.sock is None:
+            raise KernelLost("no kernel to ask (the grader's connection is closed)")
+        try:
+            wire.send(self.sock, message, frames[1:])
+        except OSError as exc:
+            self._lost(f"the kernel stopped answering ({escape(exc, 120)})")
+        value, reply = self._await_reply()
+        largest = reply.get("largest")
+        if isinstance(largest, list) and len(largest) == 2 and type(largest[0]) is int:
+            for entry in stack:
+                if entry[0] == "largest":
+                    entry[1].record(largest[0], escape(largest[1], 80))
+        self._calls += 1
+        if self._hidden is not None:
+            self._seed(self._derive("call", self._hidden, self._calls))
+        return value
+
+    def _await_reply(self):
+        try:
+            while True:
+                reply, frames = wire.recv(self.sock, self.deadline)
+                op = reply.get("op")
+                if op == "result":
+                    return wire.decode(reply.get("value"), frames, self._make_remote, self._make_param), reply
+                if op == "error":
+                    raise remote_error(reply.get("type", "Exception"), reply.get("message", ""))
+                if op != "callback" or type(reply.get("fn")) is not int or not 0 <= reply["fn"] < len(self._standins):
+                    raise wire.WireError("unexpected message from the kernel")
+                self._callback(reply, frames)
+        except TimeoutError:
+            self._lost("timed out (no answer from your code in time)")
+        except (wire.WireError, OSError) as exc:
+            self._lost(f"the kernel stopped answering ({escape(exc, 120)})")
+
+    # --- secrets ---------------------------------------------------------------------------------------------
+    def _derive(self, *parts) -> int:
+        digest = hmac.new(self.key, repr(parts).encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+    @contextlib.contextmanager
+    def _secret_seeds(self, gid: str):
+        original = self._seed
+
+        def manual_seed(seed):
+            return original(self._derive("seed", gid, int(seed)))
+
+        self._hidden = gid
+        torch.manual_seed = torch.random.manual_seed = manual_seed
+        original(self._derive("start", gid))
+        try:
+            yield
+        finally:
+            torch.manual_seed = torch.random.manual_seed = original
+            self._hidden = None
+
+    # --- cells -------------------------------------------------------------------------------------------------
+    def run_locked(self, source: str) -> None:
+        """A locked set-up cell of the source notebook (trusted): it runs here as well as in the kernel."""
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                exec(compile(source, "<set-up>", "exec"), self.ns)
+        except Exception:  # noqa: BLE001 (its failure shows in the tests that need it)
+            pass
+
+    def run_test(self, gid: str, source: str, timeout: float) -> dict:
+        """Run one test cell against the kernel whose agent connects to `listener` within `timeout` seconds."""
+        self.deadline = time.monotonic() + timeout
+        out = io.StringIO()
+        result = {"status": "ok"}
+        try:
+            self.listener.settimeout(max(0.1, self.deadline - time.monotonic()))
+            try:
+                self.sock, _ = self.listener.accept()
+            except socket.timeout:
+                raise KernelLost("your kernel did not answer the grader") from None
+            checks._REMOTE.stack = []
+            found = self.request({"op": "globals", "names": sorted(self.names)})
+            for name in self.names:
+                if isinstance(found, dict) and name in found:
+                    dict.__setitem__(self.ns, name, found[name])
+                else:
+                    dict.pop(self.ns, name, None)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                for code, hidden in _segments(source):
+                    compiled = compile(code, f"<test {gid}>", "exec")
+                    if hidden:
+                        with self._secret_seeds(gid):
+                            exec(compiled, self.ns)
+                    else:
+                        exec(compiled, self.ns)
+        except KernelLost as exc:
+            result = {"status": "timeout" if "timed out" in str(exc) else "error", "ename": "KernelLost",
+                      "evalue": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 (any failure of the test code is the test failing)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            result = {"status": "error", "ename": type(exc).__name__[:60], "evalue": message[:500]}
+        finally:
+            checks._REMOTE.stack = None
+            if self.sock is not None:
+                try:
+                    wire.send(self.sock, {"op": "end"})
+                except OSError:
+                    pass
+                self.sock.close()
+                self.sock = None
+        text = out.getvalue()
+        result["stdout"] = text if len(text) <= MAX_TEST_OUTPUT else text[:MAX_TEST_OUTPUT] + "\n[truncated]\n"
+        return result
