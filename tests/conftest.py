@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +53,64 @@ def copy_course(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def students_for(assignment: str) -> dict[str, tuple[dict, set | None]]:
+    """student id -> (answer cells to fill, the test cells expected to lose points; None = all of them)."""
+    from attention_course import notebooks as nbt
+    from submissions import for_assignment
+
+    module = for_assignment(assignment)
+    reference = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
+    students = {"reference": (reference, set()), "blank": ({}, None),
+                "rewritten": ({**reference, **module.CORRECT}, set())}
+    for name, (cell, source, losing) in module.WRONG.items():
+        assert cell in reference, f"{assignment}: WRONG[{name!r}] names no answer cell {cell!r}"
+        students[f"wrong-{name}"] = ({**reference, cell: source}, set(losing))
+    return students
+
+
+def write_class(assignment: str, course: Path) -> dict:
+    """A course copy whose submitted/ holds the assignment's whole simulated class; returns students_for()."""
+    from attention_course import notebooks as nbt
+
+    copy_course(course)
+    release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
+    students = students_for(assignment)
+    for student, (answers, _) in students.items():
+        nbt.write(nbt.with_answers(release, answers),
+                  course / "submitted" / student / assignment / f"{assignment}.ipynb")
+    return students
+
+
+def gradebook_scores(assignment: str, course: Path, students) -> dict:
+    """(assignment, student) -> {test cell: (score, max_score)} from the course's sqlite gradebook."""
+    from nbgrader.api import Gradebook
+
+    scores = {}
+    with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
+        for student in students:
+            nb = gb.find_submission_notebook(assignment, assignment, student)
+            scores[assignment, student] = {g.cell.name: (g.score, g.max_score) for g in nb.grades}
+    return scores
+
+
+def grade_assignment(assignment: str, course: Path) -> dict:
+    """Autograde one assignment for its whole simulated class in its own course copy and gradebook."""
+    students = write_class(assignment, course)
+    db = f"sqlite:///{course}/gradebook.db"
+    run(["nbgrader", "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db}"], cwd=course)
+    run(["nbgrader", "autograde", assignment, "--force", f"--CourseDirectory.db_url={db}"], cwd=course)
+    return gradebook_scores(assignment, course, students)
+
+
+@pytest.fixture(scope="session")
+def graded_class(tmp_path_factory):
+    """Autograde every assignment once for the whole simulated class (assignments in parallel, one nbgrader
+    call each, one core each); returns the per-cell scores."""
+    base = tmp_path_factory.mktemp("class")
+    scores = {}
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        for result in pool.map(lambda a: grade_assignment(a, base / a), ASSIGNMENTS):
+            scores.update(result)
+    return scores

@@ -6,10 +6,15 @@ per student in grades.csv, the gradebook and the summary, that feedback shows no
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import hashlib
+import json
 import socket
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,14 +62,24 @@ def graded(tmp_path_factory):
     cases = build(course, ROOT, listener.getsockname()[1])
     protected = {p: digest(p) for p in [course / "submitted" / "blank" / ASSIGNMENT / NB,
                                         course / "solutions" / ASSIGNMENT / NB]}
-    proc = make("grade", f"ASSIGNMENT={ASSIGNMENT}", f"COURSE={course}", "JOBS=2", f"GRADE_FLAGS={GRADE_FLAGS}")
+    os.environ["GRADING_KEEP_SCRATCH"] = "1"  # the sandboxes' files are searched for hidden tests below
+    try:
+        proc = make("grade", f"ASSIGNMENT={ASSIGNMENT}", f"COURSE={course}", "JOBS=2", f"GRADE_FLAGS={GRADE_FLAGS}")
+    finally:
+        del os.environ["GRADING_KEEP_SCRATCH"]
+    scratch = Path(proc.stdout.split("scratch kept in ")[-1].split()[0])
+    kept = tmp_path_factory.mktemp("sandbox-files")
+    for work in scratch.glob("*/work"):  # what the kernels saw and wrote (their folders), before it is removed
+        shutil.copytree(work, kept / work.parent.name, symlinks=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     try:
         listener.accept()
         connected = True
     except BlockingIOError:
         connected = False
     listener.close()
-    return {"course": course, "cases": cases, "out": proc.stdout, "protected": protected, "connected": connected}
+    return {"course": course, "cases": cases, "out": proc.stdout, "protected": protected, "connected": connected,
+            "sandbox_files": kept}
 
 
 def test_every_student_gets_exactly_the_points_earned(graded):
@@ -129,3 +144,55 @@ def test_rerun_is_idempotent(graded):
     proc = make("grade", f"ASSIGNMENT={ASSIGNMENT}", f"COURSE={course}", "JOBS=2", f"GRADE_FLAGS={GRADE_FLAGS}")
     assert " 0 notebook(s) executed" in proc.stdout, proc.stdout[-2000:]
     assert (course / "grades.csv").read_text() == before
+
+
+def _hidden_lines(course: Path):
+    secrets = [s for s in leaks.secrets(course / "solutions" / ASSIGNMENT) if s.kind == "hidden test"]
+    assert len(secrets) > 20
+    return secrets
+
+
+def test_no_hidden_test_reaches_a_sandbox(graded, tmp_path):
+    """The kernel's inputs, history, frames and files hold no hidden-test line: `history-leak` dumped all it could
+    see after every test cell into leak-probe.txt, which the sandbox left in its folder."""
+    secrets = _hidden_lines(graded["course"])
+    probe = graded["sandbox_files"] / f"history-leak--{ASSIGNMENT}" / "leak-probe.txt"
+    dumps = probe.read_text().splitlines()
+    assert sum(line.startswith("after ") for line in dumps) == 4, "the probe ran after each of the 4 test cells"
+    seen = []
+    for line in dumps:
+        if line.startswith("{"):
+            record = json.loads(line)
+            seen += record["inputs"] + record["frames"] + [record["out"]]
+    assert any("serve(" in text for text in seen), "the probe saw the grader's one line per test cell"
+    plain = tmp_path / "seen.txt"
+    plain.write_text("\n".join(seen))
+    assert not leaks.find_leaks(secrets, [plain])
+    # a positive control: the same search finds the hidden tests in the source notebook
+    assert leaks.find_leaks(secrets, [graded["course"] / "solutions" / ASSIGNMENT / NB])
+    files = [p for p in graded["sandbox_files"].rglob("*") if p.is_file() and not p.is_symlink()]
+    assert not leaks.find_leaks(secrets, [f for f in files if f.suffix in (".txt", ".py", ".ipynb", ".json")])
+
+
+def test_encoded_output_carries_no_hidden_test(graded, tmp_path):
+    """Base64 in feedback pages and grades.csv (the student printed and raised encoded history) decodes to
+    nothing of the hidden tests."""
+    secrets = _hidden_lines(graded["course"])
+    course = graded["course"]
+    texts = [p.read_text() for p in (course / "feedback").rglob("*.html")] + [(course / "grades.csv").read_text()]
+    decoded = []
+    for text in texts:
+        for token in re.findall(r"[A-Za-z0-9+/]{40,}={0,2}", text):
+            try:
+                decoded.append(base64.b64decode(token + "=" * (-len(token) % 4)).decode("utf-8", "replace"))
+            except (binascii.Error, ValueError):
+                continue
+    assert decoded, "the history-leak student printed base64"
+    plain = tmp_path / "decoded.txt"
+    plain.write_text("\n".join(decoded))
+    assert not leaks.find_leaks(secrets, [plain])
+
+
+def test_student_strings_are_escaped_in_grades_csv(graded):
+    for row in read_grades(graded["course"]).values():
+        assert all(32 <= ord(ch) < 127 for ch in row["reason"]), row["reason"]

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 EXCLUDED_DIRS = ("solutions", "tests", "tools", ".ci", ".github", "submitted", "autograded", "feedback",
                  "downloaded", "release", "outbound", "inbound", "_build", ".venv")
-EXCLUDED_FILES = ("gradebook.db", "gradebook.db-journal", "*.db", "grades.csv", "roster*.csv", ".nbgrader.log",
+EXCLUDED_FILES = (".grading-secret", "gradebook.db", "gradebook.db-journal", "*.db", "grades.csv", "roster*.csv", ".nbgrader.log",
                   "nbgrader_exchange*", ".git", ".gitmodules")
 
 

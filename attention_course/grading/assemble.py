@@ -158,7 +158,29 @@ def assemble(source: nbformat.NotebookNode, submission: nbformat.NotebookNode) -
     return out
 
 
+def student_names(source: nbformat.NotebookNode) -> set[str]:
+    """The names the answer cells of the source notebook define at top level (functions, classes, variables):
+    what the test cells use of the student's work, and what the judge looks up in the student's kernel."""
+    names: set[str] = set()
+    for cell in source.cells:
+        if cell.cell_type != "code" or not nbt.is_answer(cell):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
 # --- a static look at the student's code for attempts to change the grading environment -------------------
+# Since the tests run in the judge (judge.py), nothing here changes a score: findings are listed for the
+# instructor to review (summary, grades.csv reason, feedback is unaffected).
 
 PROTECTED_ROOTS = {"torch", "np", "numpy", "builtins", "__builtins__", "sys", "IPython", "math", "unittest",
                    "pytest", "attention_course", "nbgrader", "ipykernel", "traceback", "inspect", "gc", "importlib",

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("assignment")
     g.add_argument("--jobs", "-j", type=int, default=0, help="parallel workers (default: all cores)")
     g.add_argument("--force", action="store_true", help="regrade even submissions already graded unchanged")
-    g.add_argument("--trust", default="", help="comma-separated students whose tamper findings you reviewed and cleared")
+    g.add_argument("--trust", default="", help="comma-separated students whose review flags (static scan) you cleared: no longer listed")
     g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: c.Execute.timeout)")
     g.add_argument("--notebook-timeout", type=int, default=600, help="seconds per notebook (default 600)")
     g.add_argument("--memory", type=float, default=8.0, help="address-space limit per kernel in GiB (default 8)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import hmac
 import json
 import multiprocessing
 import os
@@ -25,9 +26,10 @@ import nbformat
 
 from attention_course.grading import assemble as asm
 from attention_course.grading.course import Course
+from attention_course.grading.judge import escape
 from attention_course.grading.runner import atomic_write
 
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"  # 2: test cells judged outside the kernel
 MAX_COPY_BYTES = 50 * 2**20   # other files of a submission folder copied into the sandbox
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 COMPILED = (".so", ".pyd", ".pyc", ".pyo", ".dylib", ".dll")
@@ -38,12 +40,27 @@ class Options:
     assignment: str
     jobs: int = 0
     force: bool = False
-    trust: set[str] = field(default_factory=set)     # students whose tamper findings the instructor cleared
+    trust: set[str] = field(default_factory=set)     # students whose review flags the instructor cleared
     cell_timeout: int | None = None
     notebook_timeout: int = 600
     memory_bytes: int = 8 * 2**30
     progress: bool = True
     feedback: bool = True
+
+
+def course_secret(course: Course) -> bytes:
+    """The course's grading secret (random, created on first use, readable by the instructor only): test inputs
+    in hidden blocks are seeded from it, so no student can predict them."""
+    path = course.root / ".grading-secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(os.urandom(32).hex())
+    return bytes.fromhex(path.read_text().strip())
+
+
+def judge_key(secret: bytes, *parts: str) -> str:
+    return hmac.new(secret, json.dumps(parts).encode(), hashlib.sha256).hexdigest()
 
 
 # --- finding submissions --------------------------------------------------------------------------------
@@ -160,9 +177,9 @@ def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -
             cells[gid] = {"score": points[gid], "max_score": points[gid], "status": "passed", "why": ""}
             continue
         if status == "error":
-            why = f"{info.get('ename', 'error')}"
+            why = escape(info.get('ename', 'error'), 60)
             if info.get("evalue"):
-                why += f": {info['evalue'].splitlines()[0][:160] if info['evalue'].strip() else ''}"
+                why += ": " + escape(info['evalue'].strip().splitlines()[0] if info['evalue'].strip() else '', 160)
         elif status == "timeout":
             why = "timed out"
         elif status in ("died", "not run", "no reply"):
@@ -189,7 +206,7 @@ class Job:
 
 
 def plan_notebook(course: Course, opts: Options, student: str, source_path: Path, expected: set[str],
-                  cell_timeout: int, scratch: Path) -> Job:
+                  cell_timeout: int, scratch: Path, secret: bytes = b"") -> Job:
     assignment, name = opts.assignment, source_path.stem
     folder = course.submitted / student / assignment
     state_path = course.autograded / student / assignment / f"{name}.grading.json"
@@ -251,13 +268,9 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
             if src.suffix == ".py" and src.is_file() and not src.is_symlink():
                 text = src.read_bytes()[:MAX_NOTEBOOK_BYTES].decode("utf-8", "replace")
                 findings += asm.tamper_findings(text, str(src.relative_to(folder)))
+    # the static scan only flags code for the instructor to review: it never changes a score
     base["findings"] = findings
-    if findings and not trusted:
-        why = "tampering with the grading environment: " + "; ".join(findings[:3]) + \
-              (f" (+{len(findings) - 3} more)" if len(findings) > 3 else "")
-        state = {**base, "status": "tampering", "reason": why, "cells": zero_cells(points, "tampering (not run)")}
-        summarise(state)
-        return Job(student, name, state_path, state, assembled=assembled)
+    base["reviewed"] = trusted
     # a scratch copy of the student's own folder (regular files only, never links) for the sandbox
     work = scratch / f"{student}--{name}" / "work"
     ipc = scratch / f"{student}--{name}" / "ipc"
@@ -286,7 +299,9 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
            "result": str(work.parent / "result.json"),
            "package_dir": str(Path(asm.__file__).resolve().parents[1]), "work_dir": str(work), "ipc_dir": str(ipc),
            "cell_timeout": cell_timeout, "notebook_timeout": opts.notebook_timeout,
-           "limits": {"memory_bytes": opts.memory_bytes}}
+           "limits": {"memory_bytes": opts.memory_bytes},
+           "student_names": sorted(asm.student_names(source_nb)),
+           "judge_key": judge_key(secret, assignment, student, name, fp)}
     state = {**base, "status": "pending", "tests": assembled.tests, "points": assembled.points}
     return Job(student, name, state_path, state, run=run, assembled=assembled)
 
@@ -311,6 +326,8 @@ def finish(state: dict, result: dict | None, error: str | None) -> dict:
     if truncated:
         parts.append(f"output truncated in {len(truncated)} cell(s)")
     parts += lost[:4] + ([f"+{len(lost) - 4} more"] if len(lost) > 4 else [])
+    if state.get("findings") and not state.get("reviewed"):
+        parts.append("flagged for review (score unaffected): " + escape("; ".join(state["findings"][:3]), 200))
     state.update(status="graded", reason="; ".join(parts) if parts else "all tests passed")
     summarise(state)
     return state
@@ -412,7 +429,10 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         return _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout)
     finally:
         pool.shutdown(cancel_futures=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if os.environ.get("GRADING_KEEP_SCRATCH"):  # for debugging the grader: kernels' logs and notebooks
+            print(f"scratch kept in {scratch}", file=out)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout) -> int:
@@ -424,7 +444,9 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
     expected = {p.stem for p in sources}
     for _ in range(jobs_n):
         pool.submit(_warm)  # the workers import what they need while the parent plans
-    plans = [plan_notebook(course, opts, s, src, expected, cell_timeout, scratch) for s in students for src in sources]
+    secret = course_secret(course)
+    plans = [plan_notebook(course, opts, s, src, expected, cell_timeout, scratch, secret)
+             for s in students for src in sources]
     todo = [p for p in plans if p.run]
     done_states: dict[tuple[str, str], dict] = {}
     failures = 0

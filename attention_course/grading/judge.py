@@ -67,8 +67,8 @@ def remote_error(kind: str, message: str) -> RemoteError:
     if base is None:
         klass = RemoteError
     else:
-        klass = _REMOTE_ERRORS.setdefault(kind, type(f"Student{kind}", (RemoteError, base), {}))
-    err = klass(f"your code raised {kind}: {escape(message)}")
+        klass = _REMOTE_ERRORS.setdefault(kind, type(kind, (RemoteError, base), {"__module__": "student"}))
+    err = klass(f"(raised by your code) {escape(message)}")
     err.kind = kind
     return err
 
@@ -192,6 +192,7 @@ class Judge:
         self._hidden: str | None = None     # grade_id while a hidden block runs
         self._calls = 0
         self._seed = torch.manual_seed
+        self.abandoned = False              # set by the runner when the kernel finished its turn on its own
 
     # --- plain data both ways ------------------------------------------------------------------------------
     def _make_remote(self, spec: dict) -> Remote:
@@ -227,6 +228,16 @@ class Judge:
         except OSError as exc:
             self._lost(f"the kernel stopped answering ({escape(exc, 120)})")
         return self._await_reply()[0]
+
+    def abandon(self) -> None:
+        """Called from another thread: the kernel's turn is over, stop waiting for it."""
+        self.abandoned = True
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _lost(self, why: str):
         if self.sock is not None:
@@ -324,11 +335,16 @@ class Judge:
         out = io.StringIO()
         result = {"status": "ok"}
         try:
-            self.listener.settimeout(max(0.1, self.deadline - time.monotonic()))
-            try:
-                self.sock, _ = self.listener.accept()
-            except socket.timeout:
-                raise KernelLost("your kernel did not answer the grader") from None
+            self.abandoned = False
+            self.listener.settimeout(0.2)
+            while self.sock is None:
+                if self.abandoned or time.monotonic() > self.deadline:
+                    raise KernelLost("your kernel did not answer the grader")
+                try:
+                    self.sock, _ = self.listener.accept()
+                except socket.timeout:
+                    continue
+            self.sock.settimeout(None)
             checks._REMOTE.stack = []
             found = self.request({"op": "globals", "names": sorted(self.names)})
             for name in self.names:

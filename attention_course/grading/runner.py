@@ -1,15 +1,20 @@
-"""Executing one assembled notebook: trusted client here, kernel in the sandbox.
+"""Executing one assembled notebook: the student's cells in the sandboxed kernel, the test cells in the judge.
 
-`python -m attention_course.grading.runner JOB.json` reads the job (written by the grader), executes the notebook
-cell by cell and writes RESULT.json atomically: per cell, whether the kernel *answered* that it completed
-(`ok`), failed (`error` with its exception name), timed out, or never ran (kernel dead, notebook time limit).
-Only `ok` can earn points. Outputs are capped (per cell and in total) so a flood cannot exhaust memory.
+`python -m attention_course.grading.runner JOB.json` reads the job (written by the grader) and goes through the
+notebook in order. The student's cells and the locked set-up cells run in the kernel (set-up cells also in the
+judge). A test cell never reaches the kernel: the kernel is sent one line that makes its agent answer the judge
+(agent.py), and the trusted judge (judge.py) runs the test's source here. A test cell's result is the judge's:
+`ok` when its code ran to the end, else `error` (the judge's own message), `timeout`, or `not run` after the
+kernel died. What the kernel replies (status, errors) is never read for scores. Outputs of the student's cells
+are kept only for cells that ran before the first test; test cells show the judge's output. Outputs are capped
+(per cell and in total) so a flood cannot exhaust memory. RESULT.json is written atomically.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -20,6 +25,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from attention_course.grading.judge import Judge
 from attention_course.grading.sandbox import Limits, Sandbox, reap
 
 TRUNCATED = "\n[grader: output truncated]\n"
@@ -89,47 +95,52 @@ async def execute(job: dict) -> dict:
     deadline = started + job["notebook_timeout"]
     died = None
     log = open(Path(job["ipc_dir"]).parent / "kernel.log", "wb")
+    sock_path = str(Path(job["ipc_dir"]) / "judge.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    os.chmod(sock_path, 0o666)
+    listener.listen(1)
+    judge = Judge(listener, set(job.get("student_names", [])), bytes.fromhex(job.get("judge_key", "")))
+    serve_source = f"__import__('attention_course.grading.agent', fromlist=['serve']).serve({sock_path!r})"
+    tested = False
     try:
         async with client.async_setup_kernel(stdout=log, stderr=log):
             for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    cells[index] = {"status": "ok"}
-                    continue
-                if not cell.source.strip():
+                origin = cell.metadata.get("grading", {}).get("origin")
+                is_test = origin == "source" and cell.cell_type == "code" and \
+                    bool(cell.metadata.get("nbgrader", {}).get("grade"))
+                if cell.cell_type != "code" or not cell.source.strip():
                     cells[index] = {"status": "ok"}
                     continue
                 left = deadline - time.monotonic()
                 if left <= 1:
                     died = "notebook time limit reached"
                     break
-                client.timeout = min(job["cell_timeout"], int(left))
+                timeout = min(job["cell_timeout"], int(left))
                 t0 = time.monotonic()
-                client._last_reply = None
+                if is_test:
+                    tested = True
+                    cells[index], died = await _judge_turn(client, km, judge, cell, index, serve_source, timeout)
+                    nb.cells[index] = cell  # nbclient stores the cell it executed (the `serve` line) in its place
+                    cells[index]["seconds"] = round(time.monotonic() - t0, 2)
+                    if died:
+                        break
+                    continue
+                client.timeout = timeout
+                if origin == "source":
+                    judge.run_locked(cell.source)
                 try:
                     await client.async_execute_cell(cell, index, execution_count=index + 1)
                 except DeadKernelError:
-                    cells[index] = {"status": "died"}
                     died = "kernel died"
                     break
                 except CellTimeoutError:
-                    cells[index] = {"status": "timeout"}
                     died = "kernel did not answer after a timeout"
                     break
-                reply = client._last_reply
-                errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-                elapsed = time.monotonic() - t0
-                if reply is None:
-                    cells[index] = {"status": "no reply"}
-                elif reply["content"].get("status") == "ok" and not errors:
-                    cells[index] = {"status": "ok"}
-                else:
-                    content = reply["content"]
-                    ename = content.get("ename") or (errors[0].get("ename") if errors else "error")
-                    status = "timeout" if ename == "CellTimeoutError" or (
-                        ename == "KeyboardInterrupt" and elapsed >= client.timeout - 1) else "error"
-                    cells[index] = {"status": status, "ename": str(ename)[:200],
-                                    "evalue": str(content.get("evalue", ""))[:500]}
-                cells[index]["seconds"] = round(elapsed, 2)
+                finally:
+                    if tested and origin != "source":  # after a test, the student's output is not shown
+                        cell.outputs = []
+                cells[index] = {"status": "ran", "seconds": round(time.monotonic() - t0, 2)}
                 if not await km.is_alive():
                     died = "kernel died"
                     break
@@ -144,11 +155,60 @@ async def execute(job: dict) -> dict:
         except Exception:  # noqa: BLE001
             pass
         log.close()
+        listener.close()
         reap(sandbox.uid)
     for index, cell in enumerate(nb.cells):
         if index in client.truncated:
             cells[index]["truncated"] = True
     return {"cells": cells, "died": died, "seconds": round(time.monotonic() - started, 2), "notebook": nb}
+
+
+def _judge_outputs(judged: dict) -> list:
+    outputs = []
+    if judged.get("stdout"):
+        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=judged["stdout"]))
+    if judged["status"] != "ok":
+        outputs.append(nbformat.v4.new_output("error", ename=judged.get("ename", "Error"),
+                                              evalue=judged.get("evalue", ""), traceback=[]))
+    return outputs
+
+
+async def _judge_turn(client, km, judge: Judge, cell, index: int, serve_source: str, timeout: int):
+    """One test cell: the kernel serves the judge while the judge runs the test here. Returns (result, died)."""
+    serve = nbformat.v4.new_code_cell(serve_source)
+    client.timeout = timeout + 15  # the judge's own deadline comes first
+    kernel_turn = asyncio.ensure_future(client.async_execute_cell(serve, index, execution_count=index + 1))
+    judging = asyncio.ensure_future(asyncio.to_thread(judge.run_test, cell.metadata["nbgrader"]["grade_id"],
+                                                      cell.source, timeout))
+    await asyncio.wait({kernel_turn, judging}, return_when=asyncio.FIRST_COMPLETED)
+    if not judging.done():
+        await asyncio.sleep(0.5)
+        if not judging.done():
+            judge.abandon()  # the kernel ended its turn (or died) without finishing the judge's requests
+    judged = await judging
+    died = None
+    if not kernel_turn.done():  # after `end` the agent returns at once; a kernel still busy is interrupted
+        done, _ = await asyncio.wait({kernel_turn}, timeout=2 if judged["status"] == "ok" else 0.2)
+        if not done:
+            try:
+                await km.interrupt_kernel()
+            except Exception:  # noqa: BLE001
+                pass
+    try:
+        await asyncio.wait_for(asyncio.shield(kernel_turn), timeout=30)
+    except DeadKernelError:
+        died = "kernel died"
+    except (CellTimeoutError, asyncio.TimeoutError):
+        died = "kernel did not answer after a timeout"
+    except Exception as exc:  # noqa: BLE001
+        died = f"kernel failed: {type(exc).__name__}"
+    if died is None and not await km.is_alive():
+        died = "kernel died"
+    cell.outputs = _judge_outputs(judged)
+    result = {"status": judged["status"]}
+    if judged["status"] != "ok":
+        result.update(ename=judged.get("ename", "Error"), evalue=judged.get("evalue", ""))
+    return result, died
 
 
 def main(argv: list[str] | None = None) -> int:

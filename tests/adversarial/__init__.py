@@ -26,7 +26,7 @@ NB = f"{ASSIGNMENT}.ipynb"
 @dataclass
 class Case:
     score: float
-    status: str          # graded | unreadable | missing | tampering | no submission
+    status: str          # graded | unreadable | missing | no submission
     reason: str = ""     # a piece of the reason the summary gives
 
 
@@ -135,28 +135,33 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     nb.cells[-1].source = ref["attention_pooling"]
     nb.cells[-1]["id"] = "my-second-try"
     put("duplicated-answer", nb, Case(7, "graded", "attention_pooling_matches_weighted_sum"))
-    # --- tampering with the judges (all with wrong answers: they must not earn points)
+    # --- tampering with the judges (all with wrong answers: they earn what the code earns, and are flagged for
+    # review where the static scan sees them; the scan never sets a score)
     put("patch-assert-close", answered(softmax=WRONG_SOFTMAX + "\nimport torch\n"
                                        "torch.testing.assert_close = lambda *a, **k: None\n"),
-        Case(0, "tampering", "assert_close"))
+        Case(6, "graded", "flagged for review"))
     nb = answered(dot_product_scores=WRONG_DOT)
     nb.cells.insert(2, _code("import numpy as np\nimport torch\nt = torch\nt.equal = lambda a, b: True\n"
                              "np.allclose = lambda *a, **k: True"))
-    put("patch-alias", nb, Case(0, "tampering", "t.equal"))
+    put("patch-alias", nb, Case(7, "graded", "t.equal"))
     nb = answered(softmax=WRONG_SOFTMAX)
     nb.cells.insert(2, _code("ip = get_ipython()\nip.input_transformers_cleanup.append(lambda lines: "
                              "['pass\\n'] if any('assert' in l for l in lines) else lines)"))
-    put("ipython-transformer", nb, Case(0, "tampering", "get_ipython"))
+    put("ipython-transformer", nb, Case(6, "graded", "get_ipython"))
     put("obfuscated-patch", answered(attention_pooling=WRONG_POOL + "\nsetattr(getattr(__import__('torch'), "
-                                     "'testing'), 'assert_close', print)\n"), Case(0, "tampering", "__import__"))
+                                     "'testing'), 'assert_close', print)\n"), Case(7, "graded", "__import__"))
     put("torch-library", answered(softmax=WRONG_SOFTMAX + "\nimport torch\nlib = torch.library.Library('aten', 'IMPL')\n"),
-        Case(0, "tampering", "library"))
+        Case(6, "graded", "library"))
     nb = answered(softmax=WRONG_SOFTMAX)
     nb.cells.insert(2, _code("import helpers"))
-    put("patching-module", nb, Case(0, "tampering", "helpers.py"))
+    put("patching-module", nb, Case(6, "graded", "helpers.py"))
     (folder("patching-module") / "helpers.py").write_text(
         "import torch\ntorch.testing.assert_close = lambda *a, **k: None\n")
     (folder("patching-module") / "sitecustomize.py").write_text("import builtins\nbuiltins.AssertionError = Warning\n")
+    from adversarial.attacks import attacks, honest
+
+    attacks(put, answered, folder, _code, _index)
+    honest(put, answered, folder, _code, _index)
     # --- probes: success would make the answer right; exact scores prove they failed
     targets = [course / "solutions" / ASSIGNMENT / NB, course / "gradebook.db",
                course / "submitted" / "reference" / ASSIGNMENT / NB, Path("../../reference") / ASSIGNMENT / NB,
