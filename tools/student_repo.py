@@ -26,7 +26,7 @@ from attention_course import leaks
 
 ROOT = Path(__file__).resolve().parents[1]
 
-EXCLUDED_DIRS = ("solutions", "tests", "tools", ".ci", ".github", "submitted", "autograded", "feedback",
+EXCLUDED_DIRS = ("solutions", "tests", "tools", ".ci", ".github", "submitted", "autograded", "feedback", ".collected",
                  "downloaded", "release", "outbound", "inbound", "_build", ".venv")
 EXCLUDED_FILES = (".grading-secret", "gradebook.db", "gradebook.db-journal", "*.db", "grades.csv", "roster*.csv", ".nbgrader.log",
                   "nbgrader_exchange*", ".git", ".gitmodules")

@@ -158,6 +158,12 @@ def assemble(source: nbformat.NotebookNode, submission: nbformat.NotebookNode) -
     return out
 
 
+def points_of(source: nbformat.NotebookNode) -> dict[str, float]:
+    """grade_id -> points of every autograded test cell of the source notebook."""
+    return {nbt.nbgrader_meta(c)["grade_id"]: float(nbt.nbgrader_meta(c).get("points", 0) or 0)
+            for c in source.cells if nbt.nbgrader_meta(c).get("grade") and c.cell_type == "code"}
+
+
 def student_names(source: nbformat.NotebookNode) -> set[str]:
     """The names the answer cells of the source notebook define at top level (functions, classes, variables):
     what the test cells use of the student's work, and what the judge looks up in the student's kernel."""
@@ -233,6 +239,7 @@ def tamper_findings(source: str, where: str) -> list[str]:
         tree = ast.parse("\n".join(python_lines))
     except SyntaxError:
         return findings  # it cannot run, so it cannot tamper: it earns what its errors earn
+    docstrings = _docstrings(tree)
     protected = set(PROTECTED_ROOTS)
     for node in ast.walk(tree):  # aliases of modules: `import torch.testing as tt`, `t = torch.testing`
         if isinstance(node, ast.Import):
@@ -279,7 +286,7 @@ def tamper_findings(source: str, where: str) -> list[str]:
             findings.append(f"{where} line {line}: imports from `{node.module}`")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and any(
                 word in node.value for word in ("get_ipython", "transformers", "assert_close", "allclose", "__")):
-            if node.value.strip() and "__main__" not in node.value and not _is_docstring(tree, node):
+            if node.value.strip() and "__main__" not in node.value and id(node) not in docstrings:
                 findings.append(f"{where} line {line}: string naming internals `{node.value[:40]}`")
     seen, unique = set(), []
     for f in findings:
@@ -289,10 +296,12 @@ def tamper_findings(source: str, where: str) -> list[str]:
     return unique
 
 
-def _is_docstring(tree, const) -> bool:
+def _docstrings(tree) -> set[int]:
+    """ids of the string constants that are docstrings (found in one pass: the scan stays linear)."""
+    found = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and first.value is const:
-                return True
-    return False
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found

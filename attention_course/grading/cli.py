@@ -8,6 +8,12 @@ from pathlib import Path
 from attention_course.grading.course import Course
 
 
+def _fail(message: str) -> int:
+    """An instructor's mistake: one clear line on stderr, exit status 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attention_course.grading", description=__doc__)
     parser.add_argument("--course", default=".", help="course root (holds nbgrader_config.py)")
@@ -19,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--trust", default="", help="comma-separated students whose review flags (static scan) you cleared: no longer listed")
     g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: c.Execute.timeout)")
     g.add_argument("--notebook-timeout", type=int, default=600, help="seconds per notebook (default 600)")
-    g.add_argument("--memory", type=float, default=8.0, help="address-space limit per kernel in GiB (default 8)")
+    g.add_argument("--memory", type=float, default=8.0, help="memory limit per sandbox in GiB (default 8)")
+    g.add_argument("--disk", type=float, default=1.0, help="writable space per sandbox in GiB (default 1)")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--no-feedback", action="store_true")
     c = sub.add_parser("collect", help="place an LMS bulk download (zip) into submitted/")
@@ -36,24 +43,49 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=SAWarning)
     except ImportError:
         pass
+    if not (Path(args.course) / "nbgrader_config.py").is_file():
+        return _fail(f"{args.course} is not a course folder: it has no nbgrader_config.py")
     course = Course.load(args.course)
 
     if args.command == "grade":
         from attention_course.grading.grade import Options, grade
+        from attention_course.grading.ids import valid_id
+
+        if not valid_id(args.assignment):
+            return _fail(f"{args.assignment!r} is not a valid assignment id")
+        if not course.source_notebooks(args.assignment):
+            return _fail(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
 
         opts = Options(args.assignment, jobs=args.jobs, force=args.force,
                        trust={s.strip() for s in args.trust.split(",") if s.strip()},
                        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                       memory_bytes=int(args.memory * 2**30), progress=not args.no_progress,
+                       memory_bytes=int(args.memory * 2**30), disk_bytes=int(args.disk * 2**30),
+                       progress=not args.no_progress,
                        feedback=not args.no_feedback)
         return grade(course, opts)
     if args.command == "collect":
         from attention_course.grading.collect import collect, roster_names
 
+        import re
+        import zipfile
+
         if not course.source_notebooks(args.assignment):
-            print(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
-            return 2
-        report = collect(course, args.assignment, args.zip, args.pattern, roster_names(course.db_url))
+            return _fail(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
+        if not args.zip.is_file():
+            return _fail(f"no such file: {args.zip}")
+        if not zipfile.is_zipfile(args.zip):
+            return _fail(f"{args.zip} is not a zip file (expected the LMS's bulk download)")
+        if args.pattern is not None:
+            try:
+                groups = re.compile(args.pattern).groupindex
+            except re.error as exc:
+                return _fail(f"bad --pattern {args.pattern!r}: {exc}")
+            if not {"student_id", "file"} <= set(groups):
+                return _fail("--pattern needs the named groups (?P<student_id>...) and (?P<file>...)")
+        try:
+            report = collect(course, args.assignment, args.zip, args.pattern, roster_names(course.db_url))
+        except (zipfile.BadZipFile, OSError) as exc:
+            return _fail(f"cannot read {args.zip}: {exc}")
         for entry, dest in report.placed:
             print(f"placed  {entry} -> {dest}")
         for note in report.notes:

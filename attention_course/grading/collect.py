@@ -22,6 +22,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from attention_course.grading.ids import valid_id
+
 CANVAS = re.compile(r"^(?P<student_id>[A-Za-z0-9.\-]+?)_(?P<late>LATE_)?(?P<user>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
 MOODLE = re.compile(r"^(?P<fullname>[^/_]+)_(?P<participant>\d+)_assignsubmission_(?:file|onlinetext)_/?(?P<file>.+)$")
 MAX_FILE = 50 * 2**20
@@ -33,15 +35,12 @@ class Report:
     placed: list[tuple[str, str]] = field(default_factory=list)     # (zip entry, destination)
     unplaced: list[tuple[str, str]] = field(default_factory=list)   # (zip entry, why)
     notes: list[str] = field(default_factory=list)
+    times: dict[str, str] = field(default_factory=dict)             # student -> latest file time in the zip
 
 
 def slug(name: str) -> str:
     name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def _safe_id(student: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}", student))
 
 
 def collect(course, assignment: str, archive: Path, pattern: str | None = None, names: dict | None = None) -> Report:
@@ -91,7 +90,7 @@ def collect(course, assignment: str, archive: Path, pattern: str | None = None, 
             if not student or not filename:
                 report.unplaced.append((entry, why))
                 continue
-            if not _safe_id(student):
+            if not valid_id(student):
                 report.unplaced.append((entry, f"unusable student id {student!r}"))
                 continue
             rel = PurePosixPath(filename)
@@ -108,7 +107,26 @@ def collect(course, assignment: str, archive: Path, pattern: str | None = None, 
                 report.notes.append(f"{entry}: replaces an earlier file for {dest.relative_to(course.root)}")
             dest.write_bytes(data)
             report.placed.append((entry, str(dest.relative_to(course.root))))
+            stamp = "%04d-%02d-%02d %02d:%02d:%02d" % info.date_time
+            report.times[student] = max(report.times.get(student, stamp), stamp)
+    record_times(course, assignment, report.times)
     return report
+
+
+def record_times(course, assignment: str, times: dict[str, str]) -> None:
+    """Submission times from the LMS download, kept where students cannot write (`.collected/`): the grader
+    takes the gradebook's timestamp from here, never from a `timestamp.txt` in a submission folder."""
+    import json
+
+    from attention_course.grading.course import atomic_write
+
+    path = course.root / ".collected" / f"{assignment}.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known.update(times)
+    atomic_write(path, json.dumps(known, indent=1, sort_keys=True))
 
 
 def roster_names(db_url: str) -> dict[str, str]:

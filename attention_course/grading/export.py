@@ -1,11 +1,13 @@
 """`grades.csv`: nbgrader's export columns, one row per student and assignment (0 without a submission),
-plus the grader's status and reason for each row."""
+plus the grader's status and reason for each row. Text cells are made spreadsheet-safe (`ids.csv_cell`)."""
 from __future__ import annotations
 
 import csv
 import json
 import os
 from pathlib import Path
+
+from attention_course.grading.ids import csv_cell
 
 COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
            "late_submission_penalty", "score", "max_score", "status", "reason"]
@@ -28,16 +30,19 @@ def _reason(course, assignment: str, student: str) -> tuple[str, str]:
                               for s in states)
 
 
-def export(course, db_url: str, dest: Path) -> int:
+def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> int:
+    """Write `dest`; `roster` (the grader's, valid ids only) adds students with a folder in submitted/."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    from attention_course.grading.grade import roster as course_roster
+
     rows = []
+    roster = course_roster(course, db_url) if roster is None else roster
     with Gradebook(db_url) as gb:
         students = {s.id: s for s in gb.students}
-        if course.submitted.exists():
-            for p in course.submitted.iterdir():
-                if p.is_dir() and p.name not in students and not p.name.startswith("."):
-                    students[p.name] = gb.update_or_create_student(p.name)
+        for sid in roster:
+            if sid not in students:
+                students[sid] = gb.update_or_create_student(sid)
         for assignment in gb.assignments:
             for sid in sorted(students):
                 student = students[sid]
@@ -58,6 +63,6 @@ def export(course, db_url: str, dest: Path) -> int:
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
     os.replace(tmp, dest)
     return len(rows)

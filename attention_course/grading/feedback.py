@@ -3,7 +3,8 @@
 Built by the trusted grader from the executed notebook: test cells show their visible part and, in place of the
 hidden block, one comment line; a failing test shows the exception's name and message, never its traceback
 (a traceback quotes the failing hidden line). Every page is then searched for hidden-test lines and reference
-answers with `attention_course.leaks` (as the site is); a line that still matches is redacted, and a page that
+answers with `attention_course.leaks` (as the site is): hidden-test lines anywhere, and 3-line runs of the
+reference answers anywhere but in the student's own code; a line that still matches is redacted, and a page that
 cannot be cleaned is replaced by the score table alone.
 """
 from __future__ import annotations
@@ -24,8 +25,26 @@ HIDDEN_NOTE = "# (hidden tests run here when your notebook is graded)"
 
 
 @lru_cache(maxsize=16)
+def _all_secrets(source_dir: str) -> tuple:
+    return tuple(leaks.secrets(source_dir))
+
+
 def _secrets(source_dir: str) -> tuple:
-    return tuple(s for s in leaks.secrets(source_dir) if s.kind == "hidden test")
+    return tuple(s for s in _all_secrets(source_dir) if s.kind == "hidden test")
+
+
+def _answers_leak(nb, secrets) -> bool:
+    """Whether any reference answer or hidden test shows in the page *apart from the student's own code*
+    (their answer and own cells may legitimately match the reference; a submission that is not their own work,
+    such as a link to solutions/, is refused before grading)."""
+    shown = copy.deepcopy(nb)
+    for cell in shown.cells:
+        if cell.metadata.get("grading", {}).get("origin") in ("answer", "student"):
+            cell.source = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "shown.ipynb"
+        nbformat.write(shown, str(probe))
+        return bool(leaks.find_leaks(list(secrets), [probe]))
 
 
 def _hide(source: str) -> str:
@@ -101,7 +120,7 @@ def feedback_notebook(state: dict, executed: Path | None) -> nbformat.NotebookNo
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
                     out["traceback"] = [t for t in out.get("traceback", []) if "BEGIN HIDDEN" not in t]
-        cell.metadata = {}
+        cell.metadata = {"grading": {"origin": origin}}
         nb.cells.append(cell)
     return nb
 
@@ -123,8 +142,10 @@ def write_feedback(course, state: dict, executed: Path | None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
         probe.write_text(text)
-        if leaks.find_leaks(list(secrets), [probe]):
-            text = f"<html><body><pre>{html.escape(_header(state))}</pre></body></html>"
+        leaked = leaks.find_leaks(list(secrets), [probe]) or \
+            _answers_leak(nb, _all_secrets(str(course.source / state["assignment"])))
+    if leaked:
+        text = f"<html><body><pre>{html.escape(_header(state))}</pre></body></html>"
     tmp_dest = dest.with_name(f".{dest.name}.tmp")
     tmp_dest.write_text(text)
     tmp_dest.replace(dest)

@@ -26,8 +26,8 @@ import nbformat
 
 from attention_course.grading import assemble as asm
 from attention_course.grading.course import Course
-from attention_course.grading.judge import escape
-from attention_course.grading.runner import atomic_write
+from attention_course.grading.ids import escape, valid_id, why_invalid
+from attention_course.grading.course import atomic_write
 
 GRADER_VERSION = "2"  # 2: test cells judged outside the kernel
 MAX_COPY_BYTES = 50 * 2**20   # other files of a submission folder copied into the sandbox
@@ -43,7 +43,8 @@ class Options:
     trust: set[str] = field(default_factory=set)     # students whose review flags the instructor cleared
     cell_timeout: int | None = None
     notebook_timeout: int = 600
-    memory_bytes: int = 8 * 2**30
+    memory_bytes: int = 8 * 2**30     # per sandbox (cgroup)
+    disk_bytes: int = 2**30           # writable space per sandbox (its folder, and /tmp)
     progress: bool = True
     feedback: bool = True
 
@@ -65,11 +66,23 @@ def judge_key(secret: bytes, *parts: str) -> str:
 
 # --- finding submissions --------------------------------------------------------------------------------
 
+def link_in(path: Path, below: Path) -> str | None:
+    """The first part of `path` below `below` that is a symbolic link (never followed), else None."""
+    current = below
+    for part in path.relative_to(below).parts:
+        current = current / part
+        if current.is_symlink():
+            return str(current.relative_to(below))
+    return None
+
+
 def _safe_read(path: Path, inside: Path) -> bytes:
-    """Bytes of a submitted file, refusing links (a link to solutions/ would be read by the trusted grader)."""
+    """Bytes of a submitted file, refusing links anywhere on its path below submitted/ (a link to solutions/
+    would be read by the trusted grader)."""
     real = Path(os.path.realpath(path))
-    if path.is_symlink() or not str(real).startswith(str(Path(os.path.realpath(inside))) + os.sep):
-        raise asm.Unreadable(f"{path.name} is a link to a file outside the submission: not graded")
+    link = link_in(path, inside.parent)
+    if link or not str(real).startswith(str(Path(os.path.realpath(inside))) + os.sep):
+        raise asm.Unreadable(f"{escape(link or path.name, 80)} is a link: links in submitted/ are refused, not followed")
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
@@ -85,7 +98,8 @@ def find_notebook(folder: Path, name: str, expected: set[str]) -> tuple[Path | N
     exact = folder / f"{name}.ipynb"
     if exact.exists() or exact.is_symlink():
         return exact, ""
-    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    found = sorted(Path(d) / f for d, dirs, files in os.walk(folder, followlinks=False) for f in files
+                   if f.endswith(".ipynb") and ".ipynb_checkpoints" not in Path(d).parts)
     nested = [p for p in found if p.name == f"{name}.ipynb"]
     if len(nested) == 1:
         return nested[0], f"found in {nested[0].relative_to(folder).parent}/"
@@ -100,13 +114,24 @@ def find_notebook(folder: Path, name: str, expected: set[str]) -> tuple[Path | N
     return None, f"missing {name}.ipynb (empty folder)"
 
 
-def roster(course: Course, db_url: str) -> list[str]:
+def roster(course: Course, db_url: str, refused: list | None = None) -> list[str]:
+    """Students of the gradebook plus every folder of submitted/ whose name is a valid id. Folders that are
+    links or have invalid names are refused: appended to `refused` as (name, why), never graded."""
     from nbgrader.api import Gradebook
 
+    refused = refused if refused is not None else []
     with Gradebook(db_url) as gb:
-        students = {s.id for s in gb.students}
+        students = {s.id for s in gb.students if valid_id(s.id) or refused.append((s.id, why_invalid(s.id)))}
     if course.submitted.exists():
-        students |= {p.name for p in course.submitted.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        for p in course.submitted.iterdir():
+            if p.name.startswith("."):
+                continue
+            if p.is_symlink():
+                refused.append((p.name, "a link in submitted/: refused, not followed"))
+            elif not valid_id(p.name):
+                refused.append((p.name, why_invalid(p.name)))
+            elif p.is_dir():
+                students.add(p.name)
     return sorted(students)
 
 
@@ -154,11 +179,22 @@ def record(gb, assignment: str, student: str, states: dict[str, dict], timestamp
 
 # --- one notebook ---------------------------------------------------------------------------------------
 
-def fingerprint(data: bytes, source: bytes, opts: Options, cell_timeout: int, trusted: bool) -> str:
+def fingerprint(data: bytes, source: bytes, opts: Options, cell_timeout: int, trusted: bool,
+                folder: Path | None = None) -> str:
+    """What a graded result depends on: the notebook, the other files of the submission folder, the source
+    notebook, the grader's version and the limits."""
     h = hashlib.sha256()
     for part in (data, source, GRADER_VERSION.encode(), str(cell_timeout).encode(),
-                 str(opts.notebook_timeout).encode(), str(trusted).encode()):
+                 str(opts.notebook_timeout).encode(), str(trusted).encode(), str(opts.memory_bytes).encode(),
+                 str(opts.disk_bytes).encode()):
         h.update(hashlib.sha256(part).digest())
+    for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=False)) if folder else []:
+        for fname in sorted(filenames):
+            path = Path(dirpath) / fname
+            if path.suffix != ".ipynb" and path.is_file() and not path.is_symlink():
+                h.update(str(path.relative_to(folder)).encode())
+                with open(path, "rb") as fh:
+                    h.update(hashlib.sha256(fh.read(MAX_COPY_BYTES)).digest())
     return h.hexdigest()
 
 
@@ -212,9 +248,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
     state_path = course.autograded / student / assignment / f"{name}.grading.json"
     source_bytes = source_path.read_bytes()
     source_nb = nbformat.reads(source_bytes.decode(), as_version=4)
-    points = {gid: float(asm.nbt.nbgrader_meta(c).get("points", 0) or 0)
-              for c in source_nb.cells if asm.nbt.nbgrader_meta(c).get("grade") and c.cell_type == "code"
-              for gid in [asm.nbt.nbgrader_meta(c)["grade_id"]]}
+    points = asm.points_of(source_nb)
     base = {"student": student, "assignment": assignment, "notebook": name, "notes": [], "findings": []}
     if not folder.is_dir():
         state = {**base, "status": "no submission", "reason": "no submission", "cells": zero_cells(points, "no submission")}
@@ -232,7 +266,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
         state = {**base, "status": "unreadable", "reason": str(exc), "cells": zero_cells(points, str(exc))}
         summarise(state)
         return Job(student, name, state_path, state)
-    fp = fingerprint(data, source_bytes, opts, cell_timeout, trusted)
+    fp = fingerprint(data, source_bytes, opts, cell_timeout, trusted, folder)
     if not opts.force and state_path.exists():
         try:
             old = json.loads(state_path.read_text())
@@ -272,8 +306,9 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
     base["findings"] = findings
     base["reviewed"] = trusted
     # a scratch copy of the student's own folder (regular files only, never links) for the sandbox
-    work = scratch / f"{student}--{name}" / "work"
-    ipc = scratch / f"{student}--{name}" / "ipc"
+    box = scratch / hashlib.sha256(f"{student}/{name}".encode()).hexdigest()[:12]  # short, whatever the id
+    work = box / "work"
+    ipc = box / "ipc"
     shutil.rmtree(work.parent, ignore_errors=True)
     work.mkdir(parents=True)
     copied = 0
@@ -299,7 +334,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
            "result": str(work.parent / "result.json"),
            "package_dir": str(Path(asm.__file__).resolve().parents[1]), "work_dir": str(work), "ipc_dir": str(ipc),
            "cell_timeout": cell_timeout, "notebook_timeout": opts.notebook_timeout,
-           "limits": {"memory_bytes": opts.memory_bytes},
+           "limits": {"memory_bytes": opts.memory_bytes, "disk_bytes": opts.disk_bytes},
            "student_names": sorted(asm.student_names(source_nb)),
            "judge_key": judge_key(secret, assignment, student, name, fp)}
     state = {**base, "status": "pending", "tests": assembled.tests, "points": assembled.points}
@@ -333,14 +368,80 @@ def finish(state: dict, result: dict | None, error: str | None) -> dict:
     return state
 
 
+PLAN_SECONDS = 120          # reading, parsing and scanning one student's notebook
+PLAN_MEMORY = 4 * 2**30     # beyond what the grader itself has mapped
+
+
+def plan_isolated(course: Course, opts: Options, student: str, source_path: Path, expected: set[str],
+                  cell_timeout: int, scratch: Path, secret: bytes) -> Job:
+    """`plan_notebook` in a forked child with a time and memory limit: a notebook that makes reading, parsing
+    or scanning fail, explode or hang (deep JSON, a huge expression) marks that student alone as unreadable."""
+    import resource
+    import signal
+
+    name = source_path.stem
+    state_path = course.autograded / student / opts.assignment / f"{name}.grading.json"
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: plan, send the job as JSON, exit without cleanup
+        code = 1
+        try:
+            os.close(read_fd)
+            mapped = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            resource.setrlimit(resource.RLIMIT_AS, (mapped + PLAN_MEMORY, mapped + PLAN_MEMORY))
+            signal.alarm(PLAN_SECONDS)
+            job = plan_notebook(course, opts, student, source_path, expected, cell_timeout, scratch, secret)
+            payload = {"state": job.state, "run": job.run}
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 (reported as this student's failure)
+            payload = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        try:
+            with os.fdopen(write_fd, "w") as fh:
+                fh.write(json.dumps(payload))
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else "no result")
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+            why = f"reading it took longer than {PLAN_SECONDS} s"
+        payload = {"error": why}
+    if "error" in payload:
+        source_nb = nbformat.read(str(source_path), as_version=4)
+        points = asm.points_of(source_nb)
+        why = escape(f"the notebook could not be read within the grader's limits ({payload['error']})", 300)
+        state = {"student": student, "assignment": opts.assignment, "notebook": name, "notes": [], "findings": [],
+                 "status": "unreadable", "reason": why, "cells": zero_cells(points, why)}
+        summarise(state)
+        return Job(student, name, state_path, state)
+    return Job(student, name, state_path, payload["state"], run=payload["run"])
+
+
+def submission_times(course: Course, assignment: str) -> dict[str, str]:
+    """student -> submission time recorded by `make collect` (from the LMS download), if any."""
+    path = course.root / ".collected" / f"{assignment}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+
 # --- the whole class ------------------------------------------------------------------------------------
 
-_SLOT = 0
+_UID: tuple[int, int] | None = None  # this worker's leased sandbox uid and the lock that holds it
 
 
-def _init_worker(slots) -> None:
-    global _SLOT
-    _SLOT = slots.get()
+def _init_worker() -> None:
+    global _UID
+    from attention_course.grading.sandbox import lease_uid
+
+    _UID = lease_uid()
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
@@ -361,7 +462,7 @@ def _warm() -> int:
     """Imports a worker needs, done while the parent plans (so they overlap)."""
     from attention_course.grading import feedback, runner  # noqa: F401
     from nbconvert import HTMLExporter  # noqa: F401
-    return _SLOT
+    return _UID[0] if _UID else 0
 
 
 _COURSES: dict[str, Course] = {}
@@ -374,7 +475,7 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
 
     from attention_course.grading import runner
 
-    run = {**run, "slot": _SLOT}
+    run = {**run, "uid": _UID[0]}
     result, error = None, None
     try:
         result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
@@ -401,11 +502,11 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     assignment = opts.assignment
     sources = course.source_notebooks(assignment)
     if not sources:
-        print(f"no source notebooks in {course.source / assignment}/", file=out)
+        print(f"error: no source notebooks in {course.source / assignment}/", file=sys.stderr)
         return 2
     why = available()
     if why:
-        print(f"cannot sandbox submissions: {why}", file=out)
+        print(f"error: cannot sandbox submissions: {why}", file=sys.stderr)
         return 2
     db_url = course.db_url
     try:
@@ -417,14 +518,11 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         return 2
     cell_timeout = opts.cell_timeout or course.cell_timeout
     jobs_n = opts.jobs or os.cpu_count() or 1
-    scratch = Path(tempfile.mkdtemp(prefix=f"grading-{assignment}-"))
+    scratch = Path(tempfile.mkdtemp(prefix="grading-"))
     os.chmod(scratch, 0o755)
     started = time.monotonic()
     ctx = multiprocessing.get_context("forkserver")
-    slots = ctx.Queue()
-    for i in range(jobs_n):
-        slots.put(i)
-    pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker, initargs=(slots,))
+    pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker)
     try:
         return _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout)
     finally:
@@ -440,16 +538,16 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
 
     assignment = opts.assignment
     sources = course.source_notebooks(assignment)
-    students = roster(course, db_url)
+    refused: list[tuple[str, str]] = []
+    students = roster(course, db_url, refused)
     expected = {p.stem for p in sources}
     for _ in range(jobs_n):
         pool.submit(_warm)  # the workers import what they need while the parent plans
     secret = course_secret(course)
-    plans = [plan_notebook(course, opts, s, src, expected, cell_timeout, scratch, secret)
-             for s in students for src in sources]
-    todo = [p for p in plans if p.run]
+    plans: list[Job] = []
     done_states: dict[tuple[str, str], dict] = {}
     failures = 0
+    times = submission_times(course, assignment)
 
     def complete(job: Job, gb) -> None:
         state = job.state
@@ -459,20 +557,23 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
         write_student(gb, job.student)
 
     def write_student(gb, student: str) -> None:
-        states = {p.notebook: done_states.get((student, p.notebook)) for p in plans if p.student == student}
+        states = {p.stem: done_states.get((student, p.stem)) for p in sources}
         if any(s is None for s in states.values()):
             return  # the student's other notebooks are still running
         if all(s["status"] == "no submission" for s in states.values()):
             gb.update_or_create_student(student)
             return
-        ts_file = course.submitted / student / assignment / "timestamp.txt"
-        ts = ts_file.read_text()[:64].strip() if ts_file.is_file() and not ts_file.is_symlink() else None
+        ts = times.get(student)  # from `make collect`, never from a file the student uploaded
         record(gb, assignment, student, states, ts)
 
     with Gradebook(db_url) as gb:
-        for job in plans:
-            if not job.run:
-                complete(job, gb)
+        for student in students:  # planning: each student in a child process with limits; saved as it comes
+            for src in sources:
+                job = plan_isolated(course, opts, student, src, expected, cell_timeout, scratch, secret)
+                plans.append(job)
+                if not job.run:
+                    complete(job, gb)
+        todo = [p for p in plans if p.run]
         if todo:
             print(f"grading {len(todo)} notebook(s) of {assignment} with {jobs_n} sandboxed worker(s)"
                   f" ({len(plans) - len(todo)} already graded or nothing to run)", file=out, flush=True)
@@ -495,8 +596,10 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
             if bar:
                 bar.close()
     from attention_course.grading.export import export
-    export(course, db_url, course.root / "grades.csv")
+    export(course, db_url, course.root / "grades.csv", students)
     print_summary(course, assignment, students, sources, done_states, time.monotonic() - started, len(todo), out)
+    for name, why in refused:
+        print(f"  REFUSED {escape(name, 60)}: {why}", file=out)
     return 1 if failures else 0
 
 
@@ -512,7 +615,8 @@ def print_summary(course, assignment, students, sources, states, seconds, execut
             next(s["status"] for s in sts if s["status"] != "graded")
         kind = "graded" if status == "graded" else "failed"
         counts[kind] = counts.get(kind, 0) + 1
-        reason = " | ".join(s["reason"] + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "") for s in sts)
+        reason = escape(" | ".join(s["reason"] + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "")
+                                   for s in sts), 600)
         print(f"  {student:<{width}}  {score:g}/{max_score:g}  {status:<13} {reason}", file=out)
     print(f"graded: {counts.get('graded', 0)}, failed (nothing gradable or grading refused): "
           f"{counts.get('failed', 0)}; scores in {course.db_url.split('@')[-1]}, grades.csv, "

@@ -39,16 +39,10 @@ import torch
 
 from attention_course import checks
 from attention_course.grading import wire
+from attention_course.grading.ids import escape
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MAX_TEST_OUTPUT = 64 * 1024
-_PRINTABLE = re.compile(r"[^\x20-\x7e]")
-
-
-def escape(text, limit: int = 300) -> str:
-    """A student-controlled string made safe to show: printable ASCII only, one line, at most `limit` chars."""
-    text = _PRINTABLE.sub("?", str(text).replace("\n", " "))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RemoteError(Exception):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -25,17 +26,11 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from attention_course.grading.course import atomic_write
 from attention_course.grading.judge import Judge
-from attention_course.grading.sandbox import Limits, Sandbox, reap
+from attention_course.grading.sandbox import Limits, Sandbox, SandboxCgroup, reap, scratch_mount, scratch_unmount
 
 TRUNCATED = "\n[grader: output truncated]\n"
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class CappedClient(NotebookClient):
@@ -70,10 +65,22 @@ class CappedClient(NotebookClient):
 
 async def execute(job: dict) -> dict:
     nb = nbformat.read(job["notebook"], as_version=4)
-    sandbox = Sandbox(package_dir=Path(job["package_dir"]), work_dir=Path(job["work_dir"]),
-                      ipc_dir=Path(job["ipc_dir"]), slot=int(job.get("slot", 0)),
-                      limits=Limits(**job.get("limits", {})))
-    reap(sandbox.uid)
+    limits = Limits(**job.get("limits", {}))
+    uid = int(job["uid"])
+    work = Path(job["work_dir"])
+    planned = work.with_name("planned")
+    reap(uid)
+    old = SandboxCgroup({})  # a cgroup this uid's previous sandbox left (its holder died): empty it first
+    cgroup = SandboxCgroup.create(str(uid), limits)
+    if cgroup is not None:
+        old.dirs = cgroup.dirs
+        old.destroy()
+        cgroup = SandboxCgroup.create(str(uid), limits)
+    work.rename(planned)
+    sized = scratch_mount(work, limits.disk_bytes)
+    shutil.copytree(planned, work, dirs_exist_ok=True)
+    sandbox = Sandbox(package_dir=Path(job["package_dir"]), work_dir=work, ipc_dir=Path(job["ipc_dir"]), uid=uid,
+                      limits=limits, cgroup=cgroup)
     sandbox.prepare()
     km = AsyncKernelManager(transport="ipc", ip=str(Path(job["ipc_dir"]) / "kernel"),
                             connection_file=str(Path(job["ipc_dir"]) / "kernel.json"))
@@ -156,7 +163,15 @@ async def execute(job: dict) -> dict:
             pass
         log.close()
         listener.close()
+        if cgroup is not None:
+            if died and cgroup.oom_killed():
+                died = "kernel died: the sandbox reached its memory limit"
+            cgroup.destroy()
         reap(sandbox.uid)
+        if os.environ.get("GRADING_KEEP_SCRATCH"):
+            shutil.copytree(work, planned, dirs_exist_ok=True, symlinks=True)
+        if sized:
+            scratch_unmount(work)
     for index, cell in enumerate(nb.cells):
         if index in client.truncated:
             cells[index]["truncated"] = True

@@ -7,9 +7,15 @@ with the sandbox, so the kernel can live in its own network namespace with no ne
   environment (read-only), the course package `attention_course` (read-only, at /opt/course), a fresh /tmp and a
   scratch home that holds a copy of this one submission: no `solutions/`, no gradebook, no other student;
 - no network (`--unshare-net`: only a loopback), own PID/IPC/UTS namespaces, `--die-with-parent`;
-- an unprivileged user id of its own per worker slot (not root, no capabilities), so the kernel cannot write
-  anything it was not given and `RLIMIT_NPROC` really applies;
-- limits: address space (memory), processes/threads, CPU seconds, size of files written, open files.
+- an unprivileged user id of its own, leased for the worker's lifetime with a lock that every grading run on
+  the machine honours (`lease_uid`), so two runs never share an id and cleaning up one sandbox cannot touch
+  another; the kernel cannot write anything it was not given and `RLIMIT_NPROC` really applies;
+- a cgroup of its own (`SandboxCgroup`: v1 `memory` + `pids` controllers, or cgroup v2 where the host has it)
+  that limits memory (RAM-backed /tmp included) and processes of the sandbox as a whole, and whose members are
+  all killed when the notebook is done;
+- writable space of a fixed size: /tmp and /var/tmp are sized tmpfs, and the copy of the submission folder
+  lives on a sized tmpfs mounted by the grader (`scratch_mount`);
+- per-process limits: address space, processes/threads, CPU seconds, size of files written, open files.
 """
 from __future__ import annotations
 
@@ -24,16 +30,22 @@ SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 PRLIMIT = shutil.which("prlimit") or "/usr/bin/prlimit"
 COURSE_MOUNT = "/opt/course"
 HOME = "/home/student"
-BASE_UID = 61000  # sandbox uids: BASE_UID + worker slot (no such users need exist)
+BASE_UID = 61000  # sandbox uids: leased from BASE_UID .. BASE_UID + UID_RANGE - 1 (no such users need exist)
+UID_RANGE = 4096
+LOCK_DIR = Path("/run/lock/attention-course-sandbox") if Path("/run/lock").is_dir() else \
+    Path("/tmp/attention-course-sandbox-locks")
+CGROUP_NAME = "attention-course-sandbox"
 
 
 @dataclass
 class Limits:
-    memory_bytes: int = 8 * 2**30     # address space: `import torch` alone maps ~3.3 GB
+    memory_bytes: int = 8 * 2**30     # memory of the sandbox as a whole (its cgroup), RAM-backed /tmp included
+    address_bytes: int = 8 * 2**30    # address space per process: `import torch` alone maps ~3.3 GB
     processes: int = 256              # processes + threads of the sandbox's user id
     cpu_seconds: int = 900            # CPU time of the kernel process
     file_bytes: int = 256 * 2**20     # largest file the kernel may write
     open_files: int = 1024
+    disk_bytes: int = 1 * 2**30       # writable space: the submission folder's copy, and /tmp (each)
 
 
 @dataclass
@@ -41,13 +53,10 @@ class Sandbox:
     package_dir: Path                 # the `attention_course` package to mount read-only
     work_dir: Path                    # scratch copy of the submission folder (becomes the kernel's cwd)
     ipc_dir: Path                     # folder for the kernel's unix sockets and connection file
-    slot: int = 0
+    uid: int = BASE_UID               # a leased sandbox uid (lease_uid)
     limits: Limits = field(default_factory=Limits)
     network: bool = False             # for tests of the sandbox itself only
-
-    @property
-    def uid(self) -> int:
-        return BASE_UID + self.slot
+    cgroup: "SandboxCgroup | None" = None
 
     def prepare(self) -> None:
         for folder in (self.work_dir, self.ipc_dir):
@@ -70,8 +79,9 @@ class Sandbox:
         if not self.network:
             cmd.append("--unshare-net")
         cmd += ["--hostname", "sandbox", "--clearenv"]
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-                "--perms", "1777", "--dir", "/var", "--perms", "1777", "--tmpfs", "/var/tmp",
+        size = str(lim.disk_bytes)
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+                "--perms", "1777", "--dir", "/var", "--perms", "1777", "--size", size, "--tmpfs", "/var/tmp",
                 "--perms", "0755", "--tmpfs", "/home"]
         # parents of bind targets are created by bwrap: make them traversable for the unprivileged uid
         dirs = set()
@@ -109,15 +119,144 @@ class Sandbox:
         }
         for key, value in env.items():
             cmd += ["--setenv", key, value]
-        cmd += ["--", PRLIMIT, f"--as={lim.memory_bytes}", f"--nproc={lim.processes}", f"--cpu={lim.cpu_seconds}",
+        cmd += ["--", PRLIMIT, f"--as={max(lim.address_bytes, lim.memory_bytes)}", f"--nproc={lim.processes}", f"--cpu={lim.cpu_seconds}",
                 f"--fsize={lim.file_bytes}", f"--nofile={lim.open_files}", "--core=0", "--",
                 SETPRIV, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--inh-caps=-all",
                 "--bounding-set=-all", "--no-new-privs", "--"]
+        if self.cgroup is not None:  # join the sandbox's cgroup first: bwrap and all it starts stay in it
+            cmd = self.cgroup.enter_command() + cmd
         return cmd + argv
 
     def kernel_argv(self) -> list[str]:
         return self.command([self.python(), "-m", "ipykernel_launcher", "-f", "{connection_file}",
                              "--HistoryManager.enabled=False"])
+
+
+# --- resources no other sandbox can touch -------------------------------------------------------------------
+
+def lease_uid() -> tuple[int, int]:
+    """(uid, fd): a sandbox user id no other grading process on this machine holds, for as long as `fd` stays
+    open (an exclusive `flock`, released by the kernel when the holder exits, however it exits)."""
+    import fcntl
+
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    start = os.getpid() % UID_RANGE  # spread concurrent runs over the range
+    for i in range(UID_RANGE):
+        uid = BASE_UID + (start + i) % UID_RANGE
+        fd = os.open(LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if processes_of(uid):  # left by a holder that died without its cleanup: clean it now
+            reap(uid)
+        return uid, fd
+    raise RuntimeError(f"all {UID_RANGE} sandbox user ids are in use")
+
+
+class SandboxCgroup:
+    """One cgroup for one sandbox: memory (RAM-backed /tmp included) and process limits for the sandbox as a
+    whole, and a way to kill every member. cgroup v1 (`memory` and `pids` hierarchies) or v2 (unified, with
+    both controllers available); `create` returns None where neither can be used."""
+
+    def __init__(self, dirs: dict[str, Path]):
+        self.dirs = dirs  # controller -> cgroup directory ("v2" -> the one directory)
+
+    @classmethod
+    def create(cls, name: str, limits: Limits) -> "SandboxCgroup | None":
+        root = Path("/sys/fs/cgroup")
+        try:
+            if (root / "memory" / "cgroup.procs").exists() and (root / "pids" / "cgroup.procs").exists():
+                dirs = {c: root / c / CGROUP_NAME / name for c in ("memory", "pids")}
+                for d in dirs.values():
+                    d.mkdir(parents=True, exist_ok=True)
+                (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+                if (dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
+                    (dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
+                (dirs["pids"] / "pids.max").write_text(str(limits.processes))
+                return cls(dirs)
+            controllers = (root / "cgroup.controllers").read_text().split() \
+                if (root / "cgroup.controllers").exists() else []
+            if {"memory", "pids"} <= set(controllers):
+                parent = root / CGROUP_NAME
+                parent.mkdir(exist_ok=True)
+                (root / "cgroup.subtree_control").write_text("+memory +pids")
+                (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                d = parent / name
+                d.mkdir(exist_ok=True)
+                (d / "memory.max").write_text(str(limits.memory_bytes))
+                (d / "memory.swap.max").write_text("0") if (d / "memory.swap.max").exists() else None
+                (d / "pids.max").write_text(str(limits.processes))
+                return cls({"v2": d})
+        except OSError:
+            return None
+        return None
+
+    def enter_command(self) -> list[str]:
+        """A prefix that moves the command into this cgroup before it starts (`sh` writes its own pid)."""
+        writes = " && ".join(f"echo $$ > {d}/cgroup.procs" for d in self.dirs.values())
+        return ["/bin/sh", "-c", f'{writes} && exec "$@"', "sandbox"]
+
+    def members(self) -> list[int]:
+        pids = set()
+        for d in self.dirs.values():
+            try:
+                pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+        return sorted(pids)
+
+    def oom_killed(self) -> bool:
+        """Whether the sandbox reached its memory limit (the student's doing, not the grader's)."""
+        for name in ("memory.oom_control", "memory.events"):
+            for d in self.dirs.values():
+                try:
+                    text = (d / name).read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    key, _, value = line.partition(" ")
+                    if key in ("oom_kill", "oom") and value.strip() not in ("", "0"):
+                        return True
+        return False
+
+    def destroy(self, timeout: float = 30.0) -> int:
+        """Kill every member, wait until none is left, remove the cgroup. Returns how many were left."""
+        import signal
+        import time
+
+        deadline = time.monotonic() + timeout
+        while (left := self.members()) and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        for d in self.dirs.values():
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        return len(self.members())
+
+
+def scratch_mount(path: Path, size: int) -> bool:
+    """Mount a tmpfs of `size` bytes at `path` (the sandbox's writable copy of the submission folder), so a
+    submission cannot fill the host's disk. False where mounting is not allowed (then the folder is plain)."""
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755,nosuid,nodev", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+def scratch_unmount(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def available() -> str | None:

@@ -1,0 +1,128 @@
+"""The grader's pure parts, without a sandbox (fast; no root or bubblewrap): id rules, spreadsheet-safe cells,
+escaping, links, per-student planning limits, collect's times and the instructor's error messages."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+
+import pytest
+
+from attention_course import notebooks as nbt
+from attention_course.grading import grade as gr
+from attention_course.grading.course import Course
+from attention_course.grading.ids import csv_cell, escape, valid_id
+from conftest import ROOT, copy_course
+
+ASSIGNMENT = "attention-pooling"
+NB = f"{ASSIGNMENT}.ipynb"
+
+
+@pytest.mark.parametrize("name,ok", [("alice", True), ("doe.jane-2", True), ("a" * 64, True), ("a" * 65, False),
+                                     ("=2+5", False), ("eve\nmallory,9", False), ("../solutions", False),
+                                     (".hidden", False), ("a..b", False), ("", False), ("jane doe", False),
+                                     ("x" * 40, True)])
+def test_one_id_rule(name, ok):
+    assert valid_id(name) is ok
+
+
+def test_csv_cells_are_neutralised():
+    assert csv_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    for lead in "+-@":
+        assert csv_cell(lead + "1").startswith("'")
+    assert csv_cell("line\nbreak\x00") == "line break "
+    assert csv_cell(7.5) == 7.5 and csv_cell("all tests passed") == "all tests passed"
+
+
+def test_escape_is_one_printable_line():
+    assert escape("a\nb\x1b[2J\u202e") == "a b?[2J?"
+    assert len(escape("x" * 999, 40)) == 40
+
+
+def test_links_below_submitted_are_found(tmp_path):
+    (tmp_path / "submitted" / "real" / ASSIGNMENT).mkdir(parents=True)
+    (tmp_path / "submitted" / "eve").symlink_to(tmp_path / "submitted" / "real")
+    path = tmp_path / "submitted" / "eve" / ASSIGNMENT / NB
+    assert gr.link_in(path, tmp_path / "submitted") == "eve"
+    assert gr.link_in(tmp_path / "submitted" / "real" / ASSIGNMENT / NB, tmp_path / "submitted") is None
+
+
+def _course_with(tmp_path, notebooks: dict[str, bytes]) -> Course:
+    course = copy_course(tmp_path / "course")
+    for student, data in notebooks.items():
+        folder = course / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / NB).write_bytes(data)
+    return Course.load(course)
+
+
+def test_a_notebook_that_breaks_reading_marks_only_its_student(tmp_path):
+    """Deeply nested JSON and a cell of 100,000 unary minus signs fail inside a child process with limits: the
+    student is `unreadable` with the reason; a normal notebook next to them is planned as usual."""
+    release = nbt.read(ROOT / "exercises" / ASSIGNMENT / NB)
+    good = nbt.with_answers(release, nbt.reference_answers(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB)))
+    minus = nbt.with_answers(release, {"softmax": "x = " + "-" * 100_000 + "1\n"})
+    underscores = nbt.with_answers(release, {"softmax": "x = [" + ", ".join(['"__"'] * 12_000) + "]\n"})
+    deep = b'{"cells": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    import nbformat
+    course = _course_with(tmp_path, {"deep": deep, "minus": nbformat.writes(minus).encode(),
+                                     "good": nbformat.writes(good).encode(),
+                                     "underscores": nbformat.writes(underscores).encode()})
+    opts = gr.Options(ASSIGNMENT)
+    source = course.source_notebooks(ASSIGNMENT)[0]
+    scratch = tmp_path / "scratch"
+    jobs = {s: gr.plan_isolated(course, opts, s, source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+            for s in ("deep", "minus", "good", "underscores")}
+    assert jobs["deep"].state["status"] == "unreadable" and jobs["deep"].run is None
+    for student in ("deep", "minus"):  # RecursionError in json, MemoryError in ast.parse: caught in the child
+        assert "could not be read within the grader's limits" in jobs[student].state["reason"], jobs[student].state
+        assert jobs[student].state["score"] == 0 and jobs[student].state["max_score"] == 10
+    assert jobs["good"].run is not None and jobs["good"].state["status"] == "pending"
+    assert jobs["underscores"].run is not None  # the static scan stays linear (it took 80 s when quadratic)
+
+
+def test_submission_time_comes_from_collect_not_from_the_student(tmp_path):
+    course = Course.load(copy_course(tmp_path / "course"))
+    archive = tmp_path / "dl.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo(f"doejane_12345_6789012_{NB}", date_time=(2026, 11, 30, 23, 59, 0))
+        zf.writestr(info, '{"cells": []}')
+        zf.writestr(zipfile.ZipInfo("doejane_12345_6789012_timestamp.txt", date_time=(2026, 11, 30, 23, 59, 0)),
+                    "2000-01-01 00:00:00")
+    from attention_course.grading.collect import collect
+
+    collect(course, ASSIGNMENT, archive)
+    assert (course.submitted / "doejane" / ASSIGNMENT / "timestamp.txt").exists()
+    assert gr.submission_times(course, ASSIGNMENT) == {"doejane": "2026-11-30 23:59:00"}
+
+
+def _cli(*args, cwd=ROOT):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "attention_course.grading", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_instructor_mistakes_get_one_clear_line(tmp_path):
+    course = copy_course(tmp_path / "course")
+    (tmp_path / "notzip.zip").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    ok_zip = tmp_path / "ok.zip"
+    with zipfile.ZipFile(ok_zip, "w") as zf:
+        zf.writestr("x.ipynb", "{}")
+    cases = [
+        (["--course", str(course), "collect", ASSIGNMENT, str(tmp_path / "missing.zip")], "no such file"),
+        (["--course", str(course), "collect", ASSIGNMENT, str(tmp_path / "notzip.zip")], "is not a zip file"),
+        (["--course", str(course), "collect", ASSIGNMENT, str(ok_zip), "--pattern", "(unclosed"], "bad --pattern"),
+        (["--course", str(course), "collect", ASSIGNMENT, str(ok_zip), "--pattern", r"(?P<id>\w+)_(?P<f>.+)"],
+         "named groups"),
+        (["--course", str(tmp_path / "empty"), "grade", ASSIGNMENT], "no nbgrader_config.py"),
+        (["--course", str(course), "grade", "no-such-assignment"], "unknown assignment"),
+        (["--course", str(course), "collect", "no-such-assignment", str(ok_zip)], "unknown assignment"),
+    ]
+    for args, message in cases:
+        proc = _cli(*args)
+        assert proc.returncode != 0, args
+        assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
