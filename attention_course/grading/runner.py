@@ -76,6 +76,7 @@ async def execute(job: dict) -> dict:
         old.dirs = cgroup.dirs
         old.destroy()
         cgroup = SandboxCgroup.create(str(uid), limits)
+    work.mkdir(parents=True, exist_ok=True)
     work.rename(planned)
     sized = scratch_mount(work, limits.disk_bytes)
     shutil.copytree(planned, work, dirs_exist_ok=True)

@@ -169,8 +169,8 @@ def recv(sock: socket.socket, deadline: float | None = None) -> tuple[dict, list
         frames.append(_recv_exact(sock, size, deadline))
     try:
         message = json.loads(frames[0].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise WireError("message is not JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise WireError("message is not JSON (or nested too deeply)") from None
     if type(message) is not dict:
         raise WireError("message is not a JSON object")
     return message, frames
