@@ -196,3 +196,25 @@ def test_encoded_output_carries_no_hidden_test(graded, tmp_path):
 def test_student_strings_are_escaped_in_grades_csv(graded):
     for row in read_grades(graded["course"]).values():
         assert all(32 <= ord(ch) < 127 for ch in row["reason"]), row["reason"]
+
+
+def test_the_attacks_win_against_an_in_kernel_judge(graded, tmp_path):
+    """The attacks are real: with the tests in the student's kernel (plain `nbgrader autograde`), each of them
+    earns full marks with wrong code; under `make grade` (the graded fixture) each earns what its code earns."""
+    from nbgrader.api import Gradebook
+
+    from adversarial.attacks import WIN_IN_KERNEL
+
+    course = copy_course(tmp_path / "in-kernel")
+    build(course, ROOT, 1)
+    for folder in (course / "submitted").iterdir():
+        if folder.name not in WIN_IN_KERNEL:
+            shutil.rmtree(folder)
+    db = f"sqlite:///{course}/plain.db"
+    run(["nbgrader", "generate_assignment", ASSIGNMENT, "--force", f"--CourseDirectory.db_url={db}"], cwd=course)
+    run(["nbgrader", "autograde", ASSIGNMENT, "--force", f"--CourseDirectory.db_url={db}"], cwd=course)
+    judged = read_grades(graded["course"])
+    with Gradebook(db) as gb:
+        for student in WIN_IN_KERNEL:
+            assert gb.find_submission(ASSIGNMENT, student).score == 10, f"{student}: the attack did not work in-kernel"
+            assert float(judged[student]["score"]) < 10, f"{student}: the attack worked under make grade"

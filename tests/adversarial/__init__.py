@@ -33,6 +33,8 @@ class Case:
 WRONG_SOFTMAX = "def softmax(x, dim=-1):\n    e = torch.exp(x - x.max())\n    return e / e.sum()\n"
 WRONG_DOT = "def dot_product_scores(queries, keys):\n    return queries @ keys.T\n"
 WRONG_POOL = "def attention_pooling(weights, values):\n    return torch.bmm(weights, values)\n"
+ZERO_DOT = "def dot_product_scores(queries, keys):\n    return torch.zeros(*queries.shape[:-1], keys.shape[-2])\n"
+ZERO_POOL = "def attention_pooling(weights, values):\n    return torch.zeros(*weights.shape[:-1], values.shape[-1])\n"
 
 
 def _code(source: str):
@@ -140,15 +142,15 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     put("patch-assert-close", answered(softmax=WRONG_SOFTMAX + "\nimport torch\n"
                                        "torch.testing.assert_close = lambda *a, **k: None\n"),
         Case(6, "graded", "flagged for review"))
-    nb = answered(dot_product_scores=WRONG_DOT)
+    nb = answered(dot_product_scores=ZERO_DOT)
     nb.cells.insert(2, _code("import numpy as np\nimport torch\nt = torch\nt.equal = lambda a, b: True\n"
-                             "np.allclose = lambda *a, **k: True"))
+                             "t.testing.assert_close = lambda *a, **k: None\nnp.allclose = lambda *a, **k: True"))
     put("patch-alias", nb, Case(7, "graded", "t.equal"))
     nb = answered(softmax=WRONG_SOFTMAX)
     nb.cells.insert(2, _code("ip = get_ipython()\nip.input_transformers_cleanup.append(lambda lines: "
                              "['pass\\n'] if any('assert' in l for l in lines) else lines)"))
     put("ipython-transformer", nb, Case(6, "graded", "get_ipython"))
-    put("obfuscated-patch", answered(attention_pooling=WRONG_POOL + "\nsetattr(getattr(__import__('torch'), "
+    put("obfuscated-patch", answered(attention_pooling=ZERO_POOL + "\nsetattr(getattr(__import__('torch'), "
                                      "'testing'), 'assert_close', print)\n"), Case(7, "graded", "__import__"))
     put("torch-library", answered(softmax=WRONG_SOFTMAX + "\nimport torch\nlib = torch.library.Library('aten', 'IMPL')\n"),
         Case(6, "graded", "library"))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 
-from adversarial import WRONG_DOT, WRONG_POOL, Case
+from adversarial import ZERO_DOT, ZERO_POOL, Case
 
+# wrong answers of the right shape: they pass a test only if its comparisons are made to lie
 ZERO_SOFTMAX = "def softmax(x, dim=-1):\n    return torch.zeros_like(x)\n"
 PATCH = ("import torch, numpy\n"
          "torch.testing.assert_close = lambda *a, **k: None\n"
@@ -48,12 +49,19 @@ C_EXTENSION = (
 LIAR_TENSOR = (
     "import torch\n"
     "class _Liar(torch.Tensor):\n"
+    "    # zeros whose every comparison says 'equal' (assert_close compares through isclose)\n"
     "    @classmethod\n"
     "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
-    "        if getattr(func, '__name__', '') in ('equal', 'allclose', 'isclose', 'eq', '__eq__', 'all', 'any',\n"
-    "                                             '__bool__', 'item', 'assert_close'):\n"
+    "        name = getattr(func, '__name__', '')\n"
+    "        if name in ('allclose', 'equal'):\n"
     "            return True\n"
-    "        return super().__torch_function__(func, types, args, kwargs)\n"
+    "        if name in ('isclose', 'eq', '__eq__'):\n"
+    "            other = args[1].shape if isinstance(args[1], torch.Tensor) else ()\n"
+    "            return torch.ones(torch.broadcast_shapes(args[0].shape, other), dtype=torch.bool)\n"
+    "        with torch._C.DisableTorchFunctionSubclass():\n"
+    "            out = func(*args, **(kwargs or {}))\n"
+    "        keep = isinstance(out, torch.Tensor) and name not in ('all', 'any')\n"
+    "        return out.as_subclass(_Liar) if keep else out\n"
     "def dot_product_scores(queries, keys):\n"
     "    return torch.zeros(*queries.shape[:-1], keys.shape[-2]).as_subclass(_Liar)\n")
 
@@ -80,15 +88,16 @@ SHELL_HOOKS = (
 FRAME_THIEF = (
     "import sys, torch\n"
     "def attention_pooling(weights, values):\n"
-    "    # look for expected values in the frames above (a judge in this process would have them)\n"
+    "    # the expected values from the frames above (a test in this process has them), else a guess that\n"
+    "    # happens to match the visible example (its expected rows are the first rows of the values)\n"
     "    frame = sys._getframe(1)\n"
     "    while frame is not None:\n"
     "        for name, value in list(frame.f_locals.items()):\n"
-    "            if isinstance(value, torch.Tensor) and name in ('expected', 'want', 'reference', 'ref') \\\n"
+    "            if isinstance(value, torch.Tensor) and name == 'expected' \\\n"
     "                    and value.shape[:-1] == weights.shape[:-1]:\n"
-    "                return value\n"
+    "                return value.clone()\n"
     "        frame = frame.f_back\n"
-    "    return torch.zeros(*weights.shape[:-1], values.shape[-1])\n")
+    "    return values[..., :weights.shape[-2], :].clone()\n")
 
 # Writes everything the kernel can see of its own inputs, history and frames to leak-probe.txt (in the sandbox's
 # copy of the submission folder, which the test reads afterwards) and prints it base64-encoded.
@@ -111,14 +120,22 @@ TEST_CELLS = ("softmax_matches_torch", "softmax_is_stable", "dot_product_scores_
               "attention_pooling_matches_weighted_sum")
 
 
+# Each of these earns full marks when its tests run in the student's own kernel (plain nbgrader): proved by
+# tests/test_grading.py::test_the_attacks_win_against_an_in_kernel_judge.
+WIN_IN_KERNEL = ("for-target-patch", "with-target-patch", "comprehension-patch", "subscript-alias-patch",
+                 "lying-tensor-subclass", "shell-hooks", "compiled-extension", "runpy-text-file", "utf7-helper",
+                 "frame-thief", "patch-assert-close", "patch-alias", "ipython-transformer", "obfuscated-patch",
+                 "patching-module")
+
+
 def attacks(put, answered, folder, code, index) -> None:
     put("for-target-patch", answered(softmax=ZERO_SOFTMAX + "import torch\nfor torch.testing.assert_close in "
                                      "[lambda *a, **k: None]:\n    pass\n"), Case(6, "graded", "softmax_matches_torch"))
-    put("with-target-patch", answered(dot_product_scores=WRONG_DOT + "import contextlib, torch\nwith contextlib."
+    put("with-target-patch", answered(dot_product_scores=ZERO_DOT + "import contextlib, torch\nwith contextlib."
                                       "nullcontext(lambda *a, **k: True) as torch.equal:\n    pass\n"
                                       "with contextlib.nullcontext(lambda *a, **k: None) as torch.testing.assert_close:"
                                       "\n    pass\n"), Case(7, "graded", "dot_product_scores_matches_matmul"))
-    put("comprehension-patch", answered(attention_pooling=WRONG_POOL + "import torch\n[0 for torch.testing."
+    put("comprehension-patch", answered(attention_pooling=ZERO_POOL + "import torch\n[0 for torch.testing."
                                         "assert_close in [lambda *a, **k: None]]\n"),
         Case(7, "graded", "attention_pooling_matches_weighted_sum"))
     put("subscript-alias-patch", answered(softmax=ZERO_SOFTMAX + "import torch\nm = [torch.testing][0]\n"
@@ -131,10 +148,10 @@ def attacks(put, answered, folder, code, index) -> None:
     nb = answered(softmax=ZERO_SOFTMAX)
     nb.cells.insert(2, code(SHELL_HOOKS))
     put("shell-hooks", nb, Case(6, "graded", "softmax_matches_torch"))
-    nb = answered(dot_product_scores=WRONG_DOT)
+    nb = answered(dot_product_scores=ZERO_DOT)
     nb.cells.insert(2, code(C_EXTENSION))
     put("compiled-extension", nb, Case(7, "graded", "dot_product_scores_matches_matmul"))
-    nb = answered(attention_pooling=WRONG_POOL)
+    nb = answered(attention_pooling=ZERO_POOL)
     nb.cells.insert(2, code("import runpy\nrunpy.run_path('notes.txt')"))
     put("runpy-text-file", nb, Case(7, "graded", "attention_pooling_matches_weighted_sum"))
     (folder("runpy-text-file") / "notes.txt").write_text(PATCH)
