@@ -80,6 +80,14 @@ def build(course):
     put("memory-attack", {"softmax": MEMORY_ATTACK % _indent(ref["softmax"])})
     put("folder-fill", {"dot_product_scores": FILL % (".", _indent(ref["dot_product_scores"]))})
     put("tmp-fill", {"dot_product_scores": FILL % ("/tmp", _indent(ref["dot_product_scores"]))})
+    for student, data in {"deep-json": b'{"cells": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+                          "unary-minus": None}.items():
+        folder = course / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        if data is None:
+            nbt.write(nbt.with_answers(release, {**ref, "softmax": "x = " + "-" * 100_000 + "1\n"}), folder / NB)
+        else:
+            (folder / NB).write_bytes(data)
     put("=2+5")
     put("eve\nmallory,10,graded")
     (course / "submitted" / "mallory").symlink_to(course / "submitted" / "ref0")
@@ -129,7 +137,8 @@ def test_limits_hold_for_the_sandbox_as_a_whole(two_runs):
 def test_ids_and_links_are_refused_not_followed(two_runs):
     for course, out in zip(two_runs["courses"], two_runs["outs"]):
         grades = rows(course)
-        assert set(grades) == {"ref0", "ref1", LONG_ID, "memory-attack", "folder-fill", "tmp-fill", "formula"}
+        assert set(grades) == {"ref0", "ref1", LONG_ID, "memory-attack", "folder-fill", "tmp-fill", "formula",
+                               "deep-json", "unary-minus"}
         for name in ("=2+5", "eve mallory,10,graded", "mallory", "linked-solutions"):  # a newline cannot forge a line
             assert f"  REFUSED {name}: " in out, out[-3000:]
         assert not any(line.startswith("mallory,10") for line in out.splitlines())
@@ -137,6 +146,14 @@ def test_ids_and_links_are_refused_not_followed(two_runs):
         text = (course / "grades.csv").read_text()
         assert "\n=" not in text and ",=" not in text and ",@" not in text
         assert grades["formula"]["first_name"].startswith("'=") and grades["formula"]["last_name"] == "'@SUM(A1)"
+
+
+def test_a_notebook_that_breaks_reading_marks_only_its_student(two_runs):
+    for course in two_runs["courses"]:
+        grades = rows(course)
+        for student in ("deep-json", "unary-minus"):
+            assert grades[student]["status"] == "unreadable" and float(grades[student]["score"]) == 0, grades[student]
+            assert "could not be read within the grader's limits" in grades[student]["reason"]
 
 
 def test_an_uploaded_timestamp_is_not_the_submission_time(two_runs):

@@ -126,3 +126,37 @@ def test_instructor_mistakes_get_one_clear_line(tmp_path):
         assert proc.returncode != 0, args
         assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_feedback_that_would_show_a_reference_answer_is_reduced_to_the_scores(tmp_path):
+    """Three lines of a reference answer in anything but the student's own code (here: a cell's output)
+    replace the page by the score table; the same lines in the student's own answer cell are theirs to see."""
+    import nbformat
+
+    from attention_course.grading import feedback as fb
+
+    course = Course.load(copy_course(tmp_path / "course"))
+    answer = nbt.reference_answers(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB))["softmax"]
+    body = "\n".join(nbt.solution_blocks(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB).cells[
+        next(i for i, c in enumerate(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB).cells)
+             if nbt.nbgrader_meta(c).get("grade_id") == "softmax")].source))
+    state = {"student": "s", "assignment": ASSIGNMENT, "notebook": ASSIGNMENT, "score": 10, "max_score": 10,
+             "status": "graded", "reason": "all tests passed", "notes": [], "cells": {}}
+    pages = {}
+    for where in ("answer", "output"):
+        nb = nbformat.v4.new_notebook()
+        own = nbformat.v4.new_code_cell(answer)
+        own.metadata["grading"] = {"origin": "answer", "grade_id": "softmax"}
+        shown = nbformat.v4.new_code_cell("print(open('notes.txt').read())")
+        shown.metadata["grading"] = {"origin": "source", "grade_id": "imports"}
+        if where == "output":
+            shown.outputs = [nbformat.v4.new_output("stream", name="stdout", text=body)]
+        nb.cells = [own, shown]
+        executed = tmp_path / f"{where}.ipynb"
+        nbformat.write(nb, str(executed))
+        from attention_course import leaks
+
+        pages[where] = leaks.text_of(fb.write_feedback(course, {**state, "student": where}, executed))
+    assert "exp.sum(dim=dim, keepdim=True)" in pages["answer"], "the student's own answer is shown back"
+    assert "exp.sum" not in pages["output"] and "Score: 10 / 10" in pages["output"]
+    assert "print(open" not in pages["output"], "the page is the score table alone"

@@ -369,6 +369,7 @@ def finish(state: dict, result: dict | None, error: str | None) -> dict:
 
 
 PLAN_SECONDS = 120          # reading, parsing and scanning one student's notebook
+RENDER_SECONDS = 300        # saving a result and rendering its feedback
 PLAN_MEMORY = 4 * 2**30     # beyond what the grader itself has mapped
 
 
@@ -488,9 +489,22 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
             result, error = None, result["died"]
     state = finish(state, result, error)
     if state["status"] != "grader error":
+        import signal
+
+        def too_slow(signum, frame):
+            raise TimeoutError(f"rendering the feedback took longer than {RENDER_SECONDS} s")
+
         course = _COURSES.setdefault(root, Course.load(root))
-        save(course, state, Path(state_path), Path(run["executed"]), feedback)
-        state["saved"] = True
+        previous = signal.signal(signal.SIGALRM, too_slow)
+        signal.alarm(RENDER_SECONDS)  # scoring and rendering one student's notebook is bounded too
+        try:
+            save(course, state, Path(state_path), Path(run["executed"]), feedback)
+            state["saved"] = True
+        except Exception as exc:  # noqa: BLE001 (this student's grader error, retried on the next run)
+            state = finish(state, None, f"saving the result failed: {type(exc).__name__}: {exc}"[:300])
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
     return state
 
 
