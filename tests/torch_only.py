@@ -3,12 +3,13 @@
 The course's virtual environment holds everything (d2l, nbgrader, the course package, installed editable), and
 building a second environment with torch from scratch costs gigabytes and minutes. Instead, a child process is
 started with `python -I` (no PYTHONPATH, no user site, neither the script's folder nor the working directory on
-`sys.path`), and before anything else runs it puts an allow-list import hook in front of `sys.meta_path`: a
-top-level module may be imported only if it belongs to the standard library or to a distribution in the
+`sys.path`), and before anything else runs it wraps every finder of `sys.meta_path` in an allow-list filter: a
+top-level module may be found only if it belongs to the standard library or to a distribution in the
 dependency closure of the roots (`torch`; `ipykernel` for a Jupyter kernel), as declared in the installed
 packages' metadata (extras excluded, since `pip install torch` installs none). Everything else (`attention_course`,
-`d2l`, `nbgrader`, but also numpy, matplotlib, pandas, which a bare torch install lacks) raises
-`ModuleNotFoundError`, exactly as in a fresh `pip install torch` environment. `tests/test_standalone_exercises.py`
+`d2l`, `nbgrader`, but also numpy, matplotlib, pandas, which a bare torch install lacks) is not found: importing
+it raises `ModuleNotFoundError` and `importlib.util.find_spec` returns None, as in a fresh `pip install torch`
+environment. `tests/test_standalone_exercises.py`
 checks that the hook works (torch imports, the course's packages do not) before it relies on it.
 """
 from __future__ import annotations
@@ -47,24 +48,38 @@ def _torch_only_allowed(roots):
     return allowed
 
 
-class _TorchOnlyFinder:
-    """Refuses every top-level module that a torch-only environment would not have."""
+class _TorchOnlyFilter:
+    """Wraps a finder of sys.meta_path: modules a torch-only environment would not have are not found."""
 
-    def __init__(self, allowed):
-        self.allowed = allowed
+    def __init__(self, inner, allowed):
+        self.inner, self.allowed = inner, allowed
+
+    def _has(self, top):
+        if top in self.allowed or top in _sys.modules:
+            return True
+        import importlib.machinery
+        import os
+        import sysconfig
+        stdlib = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")]
+        stdlib += [os.path.join(folder, "lib-dynload") for folder in stdlib]
+        if importlib.machinery.PathFinder.find_spec(top, stdlib) is not None:  # e.g. _sysconfigdata_*
+            self.allowed.add(top)
+            return True
+        return False
 
     def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top not in self.allowed and top not in _sys.modules:
-            raise ModuleNotFoundError(f"No module named {top!r} (torch-only environment)", name=top)
-        return None
+        if not self._has(name.partition(".")[0]):
+            return None                                # as if it were not installed: ModuleNotFoundError
+        find = getattr(self.inner, "find_spec", None)
+        return None if find is None else find(name, path, target)
 
-    def invalidate_caches(self):
-        pass
+    def __getattr__(self, attribute):                  # invalidate_caches, find_distributions, ...
+        return getattr(self.inner, attribute)
 
 
-_sys.meta_path.insert(0, _TorchOnlyFinder(_torch_only_allowed(ROOTS)))
-del _torch_only_allowed, _TorchOnlyFinder
+_allowed = _torch_only_allowed(ROOTS)
+_sys.meta_path[:] = [_TorchOnlyFilter(finder, _allowed) for finder in _sys.meta_path]
+del _torch_only_allowed, _TorchOnlyFilter, _allowed
 '''
 
 
