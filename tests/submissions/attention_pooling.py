@@ -71,3 +71,9 @@ def attention_pooling(weights, values):
     return weights.mean(dim=-1, keepdim=True) * values.mean(dim=-2, keepdim=True) * weights.shape[-1]
 ''', ["attention_pooling_matches_weighted_sum"]),
 }
+
+# Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.
+HIDDEN_ONLY = {
+    # the built-in softmax gives the right values: only the graded, instrumented test (forbid) sees the call
+    "softmax_calls_builtin",
+}

@@ -153,3 +153,9 @@ def online_softmax_attention(queries, keys, values, block_size=64, causal=False)
                                 ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
                                  "online_softmax_attention_memory"]),
 }
+
+# Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.
+HIDDEN_ONLY = {
+    # right values and one block of memory: only the graded, instrumented test (forbid) sees the forbidden call
+    "calls_sdpa",
+}

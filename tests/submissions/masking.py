@@ -187,3 +187,12 @@ class CausalSelfAttention(nn.Module):
         return self.dropout(torch.softmax(scores, dim=-1)) @ v
 '''), ["CausalSelfAttention_matches_sdpa", "CausalSelfAttention_shorter_sequences"]),
 }
+
+# Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.
+HIDDEN_ONLY = {
+    # right values (PyTorch's own kernel): only the graded, instrumented test (forbid) sees the forbidden call
+    "csa_calls_sdpa",
+}
+# Right answers that fail Validate because another part of the notebook is wrong: they earn their points only
+# because the graded cells put trusted copies of the other parts in place (self-containment).
+NEEDS_TRUSTED_PARTS = {"ok_calls_a_wrong_causal_mask"}

@@ -206,3 +206,9 @@ class MultiHeadAttention(nn.Module):
         return self.mha(queries, keys, values, key_padding_mask=mask)[0]
 ''', _ALL_MHA_TESTS),
 }
+
+# Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.
+HIDDEN_ONLY = {
+    # right values (PyTorch's own kernel): only the graded, instrumented test (forbid) sees the forbidden call
+    "mha_calls_sdpa",
+}
