@@ -156,7 +156,14 @@ def test_feedback_that_would_show_a_reference_answer_is_reduced_to_the_scores(tm
         nbformat.write(nb, str(executed))
         from attention_course import leaks
 
-        pages[where] = leaks.text_of(fb.write_feedback(course, {**state, "student": where}, executed))
+        page = fb.write_feedback(course, {**state, "student": where}, executed)
+        raw = page.read_text()
+        import re
+
+        outside = re.findall(r'<(?:script|link)[^>]*(?:src|href)="(https?://[^"]*)"', raw)
+        assert not outside, f"feedback loads nothing from outside: {outside}"
+        assert (page.parent / fb.MATHJAX).resolve().is_file(), "MathJax is served from the feedback folder"
+        pages[where] = leaks.text_of(page)
     assert "exp.sum(dim=dim, keepdim=True)" in pages["answer"], "the student's own answer is shown back"
     assert "exp.sum" not in pages["output"] and "Score: 10 / 10" in pages["output"]
     assert "print(open" not in pages["output"], "the page is the score table alone"

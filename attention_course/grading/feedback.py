@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import html
+import os
 import re
 import tempfile
 from functools import lru_cache
@@ -125,11 +126,44 @@ def feedback_notebook(state: dict, executed: Path | None) -> nbformat.NotebookNo
     return nb
 
 
-def render(nb) -> str:
+MATHJAX = "../../_mathjax/tex-svg-full.js"  # from feedback/<student>/<assignment>/<notebook>.html
+MATHJAX_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+                  "processEscapes: true}};</script>")
+
+
+def local_mathjax(feedback_dir: Path) -> bool:
+    """MathJax 3 (the copy sphinx-mathjax-offline ships for the site) in feedback/_mathjax/, so feedback pages
+    load nothing from a CDN. False when it cannot be found (pages then show TeX source)."""
+    from importlib import metadata
+    import shutil
+
+    dest = feedback_dir / "_mathjax" / "tex-svg-full.js"
+    if dest.exists():
+        return True
+    try:
+        src = Path(metadata.distribution("sphinx-mathjax-offline").locate_file(
+            "sphinx-mathjax-offline/static/mathjax/tex-svg-full.js"))
+    except metadata.PackageNotFoundError:
+        return False
+    if not src.is_file():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    return True
+
+
+def render(nb, mathjax: bool = True) -> str:
+    """The page, with MathJax from the feedback folder's own copy (never a CDN)."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    return body
+    body, _ = HTMLExporter(template_name="lab", mathjax_url=MATHJAX).from_notebook_node(nb)
+    tag = f'<script src="{MATHJAX}"> </script>'
+    local = MATHJAX_CONFIG + f'<script src="{MATHJAX}" defer></script>' if mathjax else ""
+    body = body.replace(tag, local)
+    # the template's other outside scripts (require.js, widget managers) are not needed by a static page
+    return re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', "", body)
 
 
 def write_feedback(course, state: dict, executed: Path | None) -> Path:
@@ -138,7 +172,7 @@ def write_feedback(course, state: dict, executed: Path | None) -> Path:
     secrets = _secrets(str(course.source / state["assignment"]))
     nb = feedback_notebook(state, executed)
     _redact(nb, secrets)
-    text = render(nb)
+    text = render(nb, local_mathjax(course.feedback))
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
         probe.write_text(text)
