@@ -207,3 +207,19 @@ def test_wire_round_trip_and_refusals():
 def test_escape_keeps_one_printable_line():
     assert escape("a\nb\x1b[31m\u202e=cmd") == "a b?[31m?=cmd"
     assert len(escape("x" * 1000, 50)) == 50
+
+
+IN_PLACE = [(a, s) for a in ASSIGNMENTS for s in __import__("conftest").students_for(a)
+            if any(word in s for word in ("in_place", "modifies", "inplace"))]
+
+
+@pytest.mark.parametrize("assignment,student", IN_PLACE, ids=[f"{a}/{s}" for a, s in IN_PLACE])
+def test_in_place_changes_to_inputs_are_seen_by_the_judge(assignment, student, tmp_path):
+    """A function that modifies its input in place changes the judge's tensors too (the kernel sends the
+    arguments back after each call), so 'must not modify its inputs' loses the points it loses in-kernel."""
+    from conftest import students_for
+
+    source = nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb")
+    answers, losing = students_for(assignment)[student]
+    results = judge_notebook(nbt.with_answers(source, answers), tmp_path, source=source)
+    assert {gid for gid, r in results.items() if r["status"] != "ok"} == losing
