@@ -9,8 +9,13 @@ Performance page; the book build never runs this script).
 (b) The course itself: a cold and a warm `jupyter-book build` of the book in a temporary copy, and seconds per
     graded notebook of plain `nbgrader autograde` over simulated submissions (reference answers) in a temporary
     course copy.
+(c) Generation (the modern-attention chapter): decode throughput in tokens per second of
+    `attention_course.modern.TinyLM` (4 layers, 256 features, 8 query heads in 2 key/value groups) with and without
+    the key-value cache, after n tokens, and the cache bytes per token of MHA, GQA and MQA at the size of Llama 2 7B
+    (32 layers, 32 heads of 128, bfloat16), measured on one layer of each; CPU and CUDA when present.
 
-Options: --lengths 256 512 1024, --repeats 3, --threads 1, --skip-book, --skip-grading, --students 3, --out PATH.
+Options: --lengths 256 512 1024, --repeats 3, --threads 1, --skip-book, --skip-grading, --students 3, --out PATH,
+--decode-lengths 128 256 512 1024, --decode-only (measure (c) alone and replace its part of an existing results file).
 """
 from __future__ import annotations
 
@@ -141,6 +146,45 @@ def bench_attention(lengths, repeats, devices):
     return rows
 
 
+def bench_decode(lengths, repeats, devices) -> dict:
+    """(c): seconds and tokens/s of one generation step after n tokens, with and without the KV cache; cache bytes."""
+    from attention_course.modern import CachedAttention, TinyLM, cache_bytes
+
+    steps, per_token = [], []
+    for device in devices:
+        torch.manual_seed(0)
+        model = TinyLM(vocab=1000, d_model=256, layers=4, heads=8, groups=2).to(device).eval()
+        with torch.no_grad():
+            for n in tqdm(lengths, desc=f"decode on {device}"):
+                tokens = torch.randint(0, 1000, (1, n + 1), device=device)      # (batch, steps)
+                _, caches = model(tokens[:, :n])
+                for mode, step in (("recompute", lambda: model(tokens)),
+                                   ("kv cache", lambda: model(tokens[:, n:], caches))):
+                    t = seconds(step, repeats=repeats, device=device)
+                    steps.append({"device": device, "n": n, "mode": mode, "ms_per_token": t * 1e3,
+                                  "tokens_per_s": 1.0 / t})
+        layers, tokens_run = 32, 16
+        for name, groups in (("MHA", 32), ("GQA", 8), ("MQA", 1)):
+            layer = CachedAttention(4096, 32, groups).to(device=device, dtype=torch.bfloat16).eval()
+            with torch.no_grad():
+                _, cache = layer(torch.randn(1, tokens_run, 4096, device=device, dtype=torch.bfloat16))
+            per_token.append({"device": device, "attention": name, "kv_heads": groups,
+                              "kib_per_token": layers * cache_bytes([cache]) / tokens_run / 2**10})
+            del layer, cache
+    return {"model": "TinyLM(vocab=1000, d_model=256, layers=4, heads=8, groups=2), batch 1",
+            "cache_model": "32 layers x 32 query heads x 128, bfloat16 (Llama 2 7B)",
+            "steps": steps, "cache_per_token": per_token}
+
+
+def _print_decode(decode: dict) -> None:
+    print(f"\nDecode ({decode['model']}): one step after n tokens")
+    for r in decode["steps"]:
+        print(f"  {r['device']:5} n={r['n']:5d} {r['mode']:10} {r['ms_per_token']:8.2f} ms {r['tokens_per_s']:9.1f} tokens/s")
+    print(f"KV cache per token ({decode['cache_model']}):")
+    for r in decode["cache_per_token"]:
+        print(f"  {r['device']:5} {r['attention']} ({r['kv_heads']:2d} key/value heads): {r['kib_per_token']:6.0f} KiB")
+
+
 def _run(cmd, cwd, env=None):
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
@@ -202,6 +246,13 @@ def bench_grading(tmp: Path, students: int) -> list[dict]:
     return rows
 
 
+def _restamp(out: Path, name: str, date: str) -> None:
+    """The book caches executed pages by their code: a new stamp in the page makes the next build re-render it."""
+    if out == ROOT / "benchmarks" / "results.json":
+        page = ROOT / "book" / "performance.md"
+        page.write_text(re.sub(rf'{name} = ".*?"', f'{name} = "{date}"', page.read_text(), count=1))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048])
@@ -212,11 +263,24 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for (a); 1 by default: timings on a shared machine are steadier")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--decode-lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
+    parser.add_argument("--decode-only", action="store_true",
+                        help="measure (c) only and replace results['decode'] in --out (the rest is kept)")
     args = parser.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.decode_only:
+        results = json.loads(args.out.read_text())
+        start = time.perf_counter()
+        results["decode"] = bench_decode(args.decode_lengths, args.repeats, devices)
+        results["decode"]["machine"] = {**machine(), "bench_seconds": time.perf_counter() - start}
+        _print_decode(results["decode"])
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        _restamp(args.out, "DECODE_STAMP", results["decode"]["machine"]["date"])
+        print(f"\nwrote {args.out} (decode part only, {results['decode']['machine']['bench_seconds']:.0f} s)")
+        return 0
     results = {"machine": machine(), "settings": {"lengths": args.lengths, "repeats": args.repeats,
                                                   "batch": BATCH, "heads": NUM_HEADS, "head_size": HEAD_SIZE,
                                                   "students": args.students}}
@@ -230,6 +294,10 @@ def main(argv=None) -> int:
               f"{r['forward_backward_ms']:11.2f} {r['forward_backward_ms_vs_sdpa']:7.2f} {r['forward_peak_mib']:8.2f} "
               f"{r['forward_peak_mib_vs_sdpa'] or 0:7.2f} {r['forward_backward_peak_mib']:8.2f} "
               f"{r['forward_backward_peak_mib_vs_sdpa'] or 0:7.2f}")
+    decode_start = time.perf_counter()
+    results["decode"] = bench_decode(args.decode_lengths, args.repeats, devices)
+    results["decode"]["machine"] = {**machine(), "bench_seconds": time.perf_counter() - decode_start}
+    _print_decode(results["decode"])
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         if not args.skip_book:
@@ -244,11 +312,8 @@ def main(argv=None) -> int:
                       f"{r['seconds_per_notebook']:5.1f} s per notebook")
     results["machine"]["bench_seconds"] = time.perf_counter() - start
     args.out.write_text(json.dumps(results, indent=1) + "\n")
-    if args.out == ROOT / "benchmarks" / "results.json":
-        # the book caches executed pages by their code: a new stamp in the page makes the next build re-render it
-        page = ROOT / "book" / "performance.md"
-        page.write_text(re.sub(r'RESULTS_STAMP = ".*?"', f'RESULTS_STAMP = "{results["machine"]["date"]}"',
-                               page.read_text(), count=1))
+    _restamp(args.out, "RESULTS_STAMP", results["machine"]["date"])
+    _restamp(args.out, "DECODE_STAMP", results["decode"]["machine"]["date"])
     print(f"\nwrote {args.out} ({results['machine']['bench_seconds']:.0f} s)")
     return 0
 
