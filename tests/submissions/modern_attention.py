@@ -350,3 +350,9 @@ def apply_rope(x, positions=None, base=10000.0):
         out = out.permute(0, 2, 1, 3).reshape(B, n, self.h * self.hd)
 """)), [_LAYERS, _SDPA, _CACHE]),
 }
+
+# Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.
+HIDDEN_ONLY = {
+    # SDPA gives the right values: only the graded, instrumented tests (forbid) see the call
+    "gqa_calls_sdpa",
+}
