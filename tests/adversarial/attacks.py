@@ -86,18 +86,29 @@ SHELL_HOOKS = (
     "ip.events.register('post_run_cell', lambda result: setattr(result, 'error_in_exec', None))\n")
 
 FRAME_THIEF = (
-    "import sys, torch\n"
+    "import ast, linecache, sys, torch\n"
     "def attention_pooling(weights, values):\n"
-    "    # the expected values from the frames above (a test in this process has them), else a guess that\n"
-    "    # happens to match the visible example (its expected rows are the first rows of the values)\n"
+    "    # read the test from the frames above: a variable named `expected`, or the other side of the\n"
+    "    # assert_close on the calling line, evaluated where the test runs (a test in this process has both)\n"
     "    frame = sys._getframe(1)\n"
     "    while frame is not None:\n"
-    "        for name, value in list(frame.f_locals.items()):\n"
-    "            if isinstance(value, torch.Tensor) and name == 'expected' \\\n"
-    "                    and value.shape[:-1] == weights.shape[:-1]:\n"
-    "                return value.clone()\n"
+    "        found = frame.f_locals.get('expected')\n"
+    "        if isinstance(found, torch.Tensor) and found.shape[:-1] == weights.shape[:-1]:\n"
+    "            return found.clone()\n"
+    "        try:\n"
+    "            tree = ast.parse(linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip())\n"
+    "        except SyntaxError:\n"
+    "            tree = ast.Module(body=[], type_ignores=[])\n"
+    "        for node in ast.walk(tree):\n"
+    "            if isinstance(node, ast.Call) and getattr(node.func, 'attr', '') == 'assert_close' \\\n"
+    "                    and len(node.args) == 2:\n"
+    "                try:\n"
+    "                    return eval(compile(ast.Expression(node.args[1]), 'thief', 'eval'),\n"
+    "                                frame.f_globals, frame.f_locals)\n"
+    "                except Exception:\n"
+    "                    pass\n"
     "        frame = frame.f_back\n"
-    "    return values[..., :weights.shape[-2], :].clone()\n")
+    "    return torch.zeros(*weights.shape[:-1], values.shape[-1])\n")
 
 # Writes everything the kernel can see of its own inputs, history and frames to leak-probe.txt (in the sandbox's
 # copy of the submission folder, which the test reads afterwards) and prints it base64-encoded.
