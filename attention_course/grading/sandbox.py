@@ -223,17 +223,7 @@ class SandboxCgroup:
 
     def destroy(self, timeout: float = 30.0) -> int:
         """Kill every member, wait until none is left, remove the cgroup. Returns how many were left."""
-        import signal
-        import time
-
-        deadline = time.monotonic() + timeout
-        while (left := self.members()) and time.monotonic() < deadline:
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.1)
+        kill_until_gone(self.members, timeout)
         for d in self.dirs.values():
             try:
                 d.rmdir()
@@ -297,19 +287,22 @@ def processes_of(uid: int) -> list[int]:
 def reap(uid: int, timeout: float = 60.0) -> int:
     """Kill every process left by a sandbox user id (children a submission left behind) and wait until they are
     gone, so the next kernel of this worker slot starts with its process limit free. Returns how many were left."""
+    if uid < BASE_UID:
+        raise ValueError("only sandbox user ids are reaped")
+    return kill_until_gone(lambda: processes_of(uid), timeout)
+
+
+def kill_until_gone(members, timeout: float) -> int:
+    """SIGKILL every pid `members()` lists until it lists none (or `timeout` passes); how many are left."""
     import signal
     import time
 
-    if uid < BASE_UID:
-        raise ValueError("only sandbox user ids are reaped")
-    left = processes_of(uid)
     deadline = time.monotonic() + timeout
-    while left and time.monotonic() < deadline:
+    while (left := members()) and time.monotonic() < deadline:
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        time.sleep(0.2)
-        left = processes_of(uid)
-    return len(left)
+        time.sleep(0.1)
+    return len(members())
