@@ -160,10 +160,11 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     (folder("patching-module") / "helpers.py").write_text(
         "import torch\ntorch.testing.assert_close = lambda *a, **k: None\n")
     (folder("patching-module") / "sitecustomize.py").write_text("import builtins\nbuiltins.AssertionError = Warning\n")
-    from adversarial.attacks import attacks, honest
+    from adversarial.attacks import against_the_judge, attacks, honest
 
     attacks(put, answered, folder, _code, _index)
     honest(put, answered, folder, _code, _index)
+    against_the_judge(put, answered)
     # --- probes: success would make the answer right; exact scores prove they failed
     targets = [course / "solutions" / ASSIGNMENT / NB, course / "gradebook.db",
                course / "submitted" / "reference" / ASSIGNMENT / NB, Path("../../reference") / ASSIGNMENT / NB,

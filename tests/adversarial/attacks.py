@@ -181,6 +181,23 @@ def attacks(put, answered, folder, code, index) -> None:
     put("history-leak", nb, Case(7, "graded", "dot_product_scores_matches_matmul"))
 
 
+# Against the judge itself: the forbidden-built-in check is the one check that runs inside the kernel (the
+# judge asks the agent to apply `checks.forbid` around the student's call), so the student switches it off
+# there and answers with the built-in softmax. The values are right, so the judge cannot see it: this is the
+# documented limit of the design (grading README, threat model). What must hold: the static scan flags it for
+# the instructor's review, in the summary and grades.csv.
+FORBID_BYPASS = (
+    "import contextlib\n"
+    "import attention_course.checks as checks\n"
+    "checks.forbid = lambda *names, **kwargs: contextlib.nullcontext()\n"
+    "def softmax(x, dim=-1):\n"
+    "    return torch.softmax(x, dim=dim)\n")
+
+
+def against_the_judge(put, answered) -> None:
+    put("forbid-bypass", answered(softmax=FORBID_BYPASS), Case(10, "graded", "flagged for review"))
+
+
 def honest(put, answered, folder, code, index) -> None:
     full = Case(10, "graded", "")
     nb = answered()
