@@ -218,7 +218,7 @@ def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -
                 why += ": " + escape(info['evalue'].strip().splitlines()[0] if info['evalue'].strip() else '', 160)
         elif status == "timeout":
             why = "timed out"
-        elif status in ("died", "not run", "no reply"):
+        elif status == "not run":  # the kernel died or the notebook time ran out before this test
             why = f"not run ({result.get('died') or status})"
         else:
             why = status
@@ -238,7 +238,6 @@ class Job:
     state_path: Path
     state: dict
     run: dict | None = None          # runner job, when the notebook must be executed
-    assembled: asm.Assembled | None = None
 
 
 def plan_notebook(course: Course, opts: Options, student: str, source_path: Path, expected: set[str],
@@ -338,7 +337,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
            "student_names": sorted(asm.student_names(source_nb)),
            "judge_key": judge_key(secret, assignment, student, name, fp)}
     state = {**base, "status": "pending", "tests": assembled.tests, "points": assembled.points}
-    return Job(student, name, state_path, state, run=run, assembled=assembled)
+    return Job(student, name, state_path, state, run=run)
 
 
 def finish(state: dict, result: dict | None, error: str | None) -> dict:

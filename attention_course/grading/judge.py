@@ -38,10 +38,10 @@ import time
 import torch
 
 from attention_course import checks
+from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
 from attention_course.grading import wire
 from attention_course.grading.ids import escape
 
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MAX_TEST_OUTPUT = 64 * 1024
 
 
@@ -229,16 +229,19 @@ class Judge:
         return wire.encode(value, frames, self._handle_of)
 
     def request(self, message: dict, **values):
-        if self.sock is None:
-            raise KernelLost("no kernel to ask (the grader's connection is closed)")
         frames = [b""]
         for key, value in values.items():
             message[key] = self._encode(value, frames)
+        self._send(message, frames)
+        return self._await_reply()[0]
+
+    def _send(self, message: dict, frames: list[bytes]) -> None:
+        if self.sock is None:
+            raise KernelLost("no kernel to ask (the grader's connection is closed)")
         try:
             wire.send(self.sock, message, frames[1:])
         except OSError as exc:
             self._lost(f"the kernel stopped answering ({escape(exc, 120)})")
-        return self._await_reply()[0]
 
     def abandon(self) -> None:
         """Called from another thread: the kernel's turn is over, stop waiting for it."""
@@ -276,12 +279,7 @@ class Judge:
                "largest": any(e[0] == "largest" for e in stack)}
         message = {"op": "call", "h": hid, "ctx": ctx, "args": self._encode(list(args), frames),
                    "kwargs": self._encode(dict(kwargs), frames)}
-        if self.sock is None:
-            raise KernelLost("no kernel to ask (the grader's connection is closed)")
-        try:
-            wire.send(self.sock, message, frames[1:])
-        except OSError as exc:
-            self._lost(f"the kernel stopped answering ({escape(exc, 120)})")
+        self._send(message, frames)
         value, reply, frames = self._await_reply(with_frames=True)
         if "inputs" in reply:  # in-place changes the student's code made to its inputs, as if it ran here
             after = wire.decode(reply["inputs"], frames, self._make_remote, self._make_param)

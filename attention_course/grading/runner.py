@@ -44,11 +44,6 @@ class CappedClient(NotebookClient):
         self._bytes: dict[int, int] = {}
         self._total = 0
         self.truncated: set[int] = set()
-        self._last_reply = None
-        self.on_cell_executed = self._record_reply
-
-    def _record_reply(self, cell, cell_index, execute_reply):
-        self._last_reply = execute_reply
 
     def output(self, outs, msg, display_id, cell_index):
         size = len(json.dumps(msg.get("content", {}), default=str))
@@ -70,12 +65,7 @@ async def execute(job: dict) -> dict:
     work = Path(job["work_dir"])
     planned = work.with_name("planned")
     reap(uid)
-    old = SandboxCgroup({})  # a cgroup this uid's previous sandbox left (its holder died): empty it first
     cgroup = SandboxCgroup.create(str(uid), limits)
-    if cgroup is not None:
-        old.dirs = cgroup.dirs
-        old.destroy()
-        cgroup = SandboxCgroup.create(str(uid), limits)
     work.mkdir(parents=True, exist_ok=True)
     work.rename(planned)
     sized = scratch_mount(work, limits.disk_bytes)

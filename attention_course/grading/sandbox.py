@@ -175,7 +175,7 @@ class SandboxCgroup:
                 if (dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
                     (dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
                 (dirs["pids"] / "pids.max").write_text(str(limits.processes))
-                return cls(dirs)
+                return cls(dirs)._emptied()
             controllers = (root / "cgroup.controllers").read_text().split() \
                 if (root / "cgroup.controllers").exists() else []
             if {"memory", "pids"} <= set(controllers):
@@ -188,10 +188,15 @@ class SandboxCgroup:
                 (d / "memory.max").write_text(str(limits.memory_bytes))
                 (d / "memory.swap.max").write_text("0") if (d / "memory.swap.max").exists() else None
                 (d / "pids.max").write_text(str(limits.processes))
-                return cls({"v2": d})
+                return cls({"v2": d})._emptied()
         except OSError:
             return None
         return None
+
+    def _emptied(self) -> "SandboxCgroup":
+        """Processes a previous sandbox of this uid left in its cgroup (its holder died) are killed first."""
+        kill_until_gone(self.members, 30.0)
+        return self
 
     def enter_command(self) -> list[str]:
         """A prefix that moves the command into this cgroup before it starts (`sh` writes its own pid)."""
