@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV   ?= .venv
-BIN    := $(VENV)/bin
+BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/installed-requirements.lock
 # Jupyter, IPython and matplotlib write under $$HOME unless told otherwise: keep them in the build tree.
 HOMEDIR := $(CURDIR)/_build/home
@@ -14,17 +14,19 @@ export JUPYTER_RUNTIME_DIR  := $(HOMEDIR)/jupyter-runtime
 export IPYTHONDIR           := $(HOMEDIR)/ipython
 export MPLCONFIGDIR         := $(HOMEDIR)/matplotlib
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(BIN):$(PATH)
 # The course package from this checkout (also installed editable, for Jupyter started by hand).
 export PYTHONPATH := $(CURDIR)
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 
-.PHONY: help venv book test exercises normalize lock clean system-deps browser-deps student-repo bench grade collect export-grades bench-grading
+.PHONY: help venv book test test-fast lint format exercises normalize lock clean system-deps browser-deps student-repo bench grade collect export-grades bench-grading
 
 help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
 	@echo "make test   - set up .venv if needed, run every test (book build included)"
+	@echo "make test-fast - the tests that need no root, browser, sandbox or database, and are quick (CONTRIBUTING.md)"
+	@echo "make lint   - ruff: lint and format check (make format rewrites)"
 	@echo "make exercises - regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make normalize - strip outputs and fix cell ids of every source notebook"
 	@echo "make lock   - re-resolve requirements.txt into requirements.lock"
@@ -54,6 +56,18 @@ book: venv
 
 test: venv system-deps browser-deps
 	$(BIN)/python -m pytest tests
+
+# Markers (pyproject.toml): slow, browser, sandbox, postgres. What is left runs in a few minutes without root.
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not sandbox and not postgres" tests
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 exercises: venv
 	@for a in $(ASSIGNMENTS); do \
