@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from attention_course import notebooks as nbt
-from attention_course.grading.assemble import tamper_findings
+from attention_course.grading.static_scan import tamper_findings
 from conftest import ASSIGNMENTS, ROOT
 from submissions import for_assignment
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import email
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,9 +29,12 @@ UNDECLARED = {"d2l": "d2l 1.0.3 pins numpy 1.23 and matplotlib 3.7; installed wi
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    out, tree = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("tree")
+    for name in ("pyproject.toml", "README.md"):  # built from a copy: setuptools writes build/ into the tree
+        shutil.copy2(ROOT / name, tree / name)
+    shutil.copytree(PACKAGE, tree / "attention_course", ignore=shutil.ignore_patterns("__pycache__"))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out),
-         str(ROOT)], cwd=ROOT, timeout=300)
+         str(tree)], cwd=tree, timeout=300)
     (built,) = out.glob("attention_course-*.whl")
     return built
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 
 from attention_course.grading import assemble as asm
+from attention_course.grading import static_scan
 from attention_course.grading.course import Course
 from attention_course.grading.ids import escape, valid_id, why_invalid
 from attention_course.grading.course import atomic_write
@@ -292,7 +293,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
     for i, cell in enumerate(assembled.nb.cells):
         if cell.cell_type == "code" and cell.metadata.get("grading", {}).get("origin") in ("answer", "student"):
             where = cell.metadata["grading"].get("grade_id") or f"cell {i + 1}"
-            findings += asm.tamper_findings(cell.source, where)
+            findings += static_scan.tamper_findings(cell.source, where)
     # code files next to the notebook run too when imported (sitecustomize.py even at start): check them;
     # compiled code cannot be checked, so it is never copied into the sandbox
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
@@ -300,7 +301,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
             src = Path(dirpath) / fname
             if src.suffix == ".py" and src.is_file() and not src.is_symlink():
                 text = src.read_bytes()[:MAX_NOTEBOOK_BYTES].decode("utf-8", "replace")
-                findings += asm.tamper_findings(text, str(src.relative_to(folder)))
+                findings += static_scan.tamper_findings(text, str(src.relative_to(folder)))
     # the static scan only flags code for the instructor to review: it never changes a score
     base["findings"] = findings
     base["reviewed"] = trusted
