@@ -75,13 +75,24 @@ def strip_markers(source: str) -> str:
     return "\n".join(lines)
 
 
+# nbgrader's blocks: group 1 is the text between the markers (the one definition of their shape here).
+SOLUTION_BLOCK = re.compile(rf"{SOLUTION_BEGIN}\n(.*?)\n\s*{SOLUTION_END}", re.S)
+HIDDEN_BLOCK = re.compile(rf"{HIDDEN_BEGIN}\n(.*?)\n?\s*{HIDDEN_END}\n?", re.S)
+
+
 def solution_blocks(source: str) -> list[str]:
     """The text between each BEGIN/END SOLUTION pair (what nbgrader removes from the student version)."""
-    return [m.group(1) for m in re.finditer(r"### BEGIN SOLUTION\n(.*?)\n\s*### END SOLUTION", source, re.S)]
+    return [m.group(1) for m in SOLUTION_BLOCK.finditer(source)]
 
 
 def hidden_blocks(source: str) -> list[str]:
-    return [m.group(1) for m in re.finditer(r"### BEGIN HIDDEN TESTS\n(.*?)\n\s*### END HIDDEN TESTS", source, re.S)]
+    return [m.group(1) for m in HIDDEN_BLOCK.finditer(source)]
+
+
+def without_hidden(source: str, replacement: str = "") -> str:
+    """A test cell without its hidden block, markers included (what nbgrader gives students), or with
+    `replacement` in its place."""
+    return HIDDEN_BLOCK.sub(lambda _: replacement, source)
 
 
 def with_answers(nb, answers: dict[str, str]) -> nbformat.NotebookNode:
