@@ -48,8 +48,9 @@ class Course:
 
     @property
     def db_url(self) -> str:
-        """GRADEBOOK_URL, else `CourseDirectory.db_url`, else nbgrader's default sqlite file at the course root."""
-        url = os.environ.get("GRADEBOOK_URL") or self.config.CourseDirectory.get("db_url")
+        """`CourseDirectory.db_url` (the course's nbgrader_config.py sets it from GRADEBOOK_URL), else nbgrader's
+        default sqlite file at the course root."""
+        url = self.config.CourseDirectory.get("db_url")
         return driver_url(url) if url else f"sqlite:///{self.root / 'gradebook.db'}"
 
     @property
@@ -73,8 +74,9 @@ def driver_url(url: str) -> str:
     return url
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file so that readers see the old one or the whole new one, never a part (temporary + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data)
     os.replace(tmp, path)

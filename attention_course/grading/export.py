@@ -3,10 +3,11 @@ plus the grader's status and reason for each row. Text cells are made spreadshee
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 
+from attention_course.grading.course import atomic_write
 from attention_course.grading.ids import csv_cell
 
 COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
@@ -59,10 +60,9 @@ def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> 
                                late_submission_penalty=penalty, score=sub.score - penalty)
                 row["status"], row["reason"] = _reason(course, assignment.name, sid)
                 rows.append(row)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, COLUMNS)
-        writer.writeheader()
-        writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
-    os.replace(tmp, dest)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
+    atomic_write(dest, text.getvalue().encode())
     return len(rows)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import html
-import os
 import re
 import tempfile
 from functools import lru_cache
@@ -21,6 +20,7 @@ import nbformat
 
 from attention_course import leaks
 from attention_course import notebooks as nbt
+from attention_course.grading.course import atomic_write
 
 HIDDEN_NOTE = "# (hidden tests run here when your notebook is graded)"
 
@@ -135,7 +135,6 @@ def local_mathjax(feedback_dir: Path) -> bool:
     """MathJax 3 (the copy sphinx-mathjax-offline ships for the site) in feedback/_mathjax/, so feedback pages
     load nothing from a CDN. False when it cannot be found (pages then show TeX source)."""
     from importlib import metadata
-    import shutil
 
     dest = feedback_dir / "_mathjax" / "tex-svg-full.js"
     if dest.exists():
@@ -147,10 +146,7 @@ def local_mathjax(feedback_dir: Path) -> bool:
         return False
     if not src.is_file():
         return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    atomic_write(dest, src.read_bytes())
     return True
 
 
