@@ -10,6 +10,8 @@ import pytest
 from attention_course import notebooks as nbt
 from conftest import ASSIGNMENTS, ROOT, students_for
 
+pytestmark = [pytest.mark.slow]
+
 
 CASES = [(a, s) for a in ASSIGNMENTS for s in students_for(a)]
 

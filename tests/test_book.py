@@ -13,6 +13,8 @@ from attention_course import assignments, leaks
 from conftest import ROOT
 from sitebuild import HTML, build, built_html, toc_pages
 
+pytestmark = [pytest.mark.slow]
+
 PAGES = toc_pages()
 
 

@@ -59,6 +59,7 @@ def test_held_out_sequences_are_unseen():
     assert torch.equal(Y_test, X_test.flip(-1))
 
 
+@pytest.mark.slow
 def test_the_model_learns_to_reverse(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path))  # train here, never reuse a cached model
     result = capstone.train(capstone.Config(), progress=False)
@@ -74,6 +75,7 @@ def test_the_model_learns_to_reverse(tmp_path, monkeypatch):
     assert max(on_mirror) > 0.5, on_mirror
 
 
+@pytest.mark.slow
 def test_training_is_seeded():
     config = capstone.Config(train_size=512, test_size=64, epochs=1)
     a, b = capstone.train(config, progress=False), capstone.train(config, progress=False)
@@ -82,6 +84,7 @@ def test_training_is_seeded():
         assert torch.equal(p, q), name
 
 
+@pytest.mark.slow
 def test_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path))
     config = capstone.Config(train_size=256, test_size=32, epochs=1)

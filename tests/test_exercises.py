@@ -20,6 +20,7 @@ def regenerated(tmp_path_factory):
     return fresh
 
 
+@pytest.mark.slow
 def test_exercises_have_not_drifted(regenerated):
     committed = sorted(p.relative_to(ROOT / "exercises") for p in (ROOT / "exercises").rglob("*") if p.is_file())
     if os.environ.get("COURSE_ASSIGNMENTS"):  # a restricted run regenerates only those assignments
@@ -66,6 +67,7 @@ def test_leak_detector_finds_a_planted_leak(tmp_path):
     assert ("page.html", "reference answer") in kinds and ("other.md", "hidden test") in kinds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_reference_passes_and_untouched_exercise_fails_validation(assignment, tmp_path):
     """`nbgrader validate` exits 0 either way, so its report is read."""

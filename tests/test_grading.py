@@ -31,7 +31,8 @@ from attention_course.grading.sandbox import available  # noqa: E402
 
 SANDBOX = available()
 # Outside CI a machine without bubblewrap skips these tests; in CI (CI=true) they run, and fail loudly.
-pytestmark = pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
+              pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")]
 GRADE_FLAGS = "--cell-timeout 25 --no-progress"
 
 

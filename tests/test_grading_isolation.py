@@ -20,7 +20,8 @@ from attention_course.grading.sandbox import available
 from conftest import ROOT, copy_course
 
 SANDBOX = available()
-pytestmark = pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
+              pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")]
 ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"
 LONG_ID = "a-student-id-of-sixty-characters-" + "x" * 27

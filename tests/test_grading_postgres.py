@@ -27,6 +27,7 @@ NB = f"{ASSIGNMENT}.ipynb"
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
 pytestmark = [
+    pytest.mark.slow, pytest.mark.sandbox, pytest.mark.postgres,
     # outside CI a machine without PostgreSQL or bubblewrap skips; in CI (CI=true) these tests must run
     pytest.mark.skipif(not PG_BIN and not os.environ.get("CI"), reason="Debian's postgresql package is not installed"),
     pytest.mark.skipif(available() is not None and not os.environ.get("CI"), reason=f"no sandbox here: {available()}"),

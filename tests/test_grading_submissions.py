@@ -16,7 +16,8 @@ from attention_course.grading.sandbox import available
 from conftest import ASSIGNMENTS, ROOT, gradebook_scores, run, write_class
 
 SANDBOX = available()
-pytestmark = pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
+              pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")]
 
 
 @pytest.fixture(scope="module")

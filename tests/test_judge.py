@@ -89,6 +89,7 @@ def judge_notebook(nb, tmp_path, key: bytes = b"k" * 32, source=None) -> dict[st
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_reference_passes_and_blank_fails_every_test_in_the_judge(assignment, tmp_path):
     source = nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb")
@@ -213,6 +214,7 @@ IN_PLACE = [(a, s) for a in ASSIGNMENTS for s in __import__("conftest").students
             if any(word in s for word in ("in_place", "modifies", "inplace"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment,student", IN_PLACE, ids=[f"{a}/{s}" for a, s in IN_PLACE])
 def test_in_place_changes_to_inputs_are_seen_by_the_judge(assignment, student, tmp_path):
     """A function that modifies its input in place changes the judge's tensors too (the kernel sends the

@@ -21,6 +21,8 @@ import pytest
 from attention_course import notebooks as nbt
 from conftest import ASSIGNMENTS, ROOT, VENV_BIN
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]

@@ -26,6 +26,8 @@ from attention_course import notebooks as nbt
 from conftest import ASSIGNMENTS, ROOT
 from torch_only import clean_env, kernel_dir
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):

@@ -32,6 +32,8 @@ from conftest import ASSIGNMENTS, ROOT
 from submissions import for_assignment
 from torch_only import bootstrap, clean_env
 
+pytestmark = [pytest.mark.slow]
+
 # Executes {"name": [[kind, grade_id, source], ...]} and prints {"name": {"failed": [grade_id, ...], "errors": ...}}.
 _RUNNER = textwrap.dedent('''
     import json, sys, traceback
