@@ -196,10 +196,8 @@ def _run(cmd, cwd, env=None):
 
 def _env(home: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYDEVD_DISABLE_FILE_VALIDATION="1")
-    for var, sub in [("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR", "jupyter-data"),
-                     ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
-                     ("MPLCONFIGDIR", "matplotlib")]:
-        env.setdefault(var, str(home / sub))
+    for var, value in nbt.private_home(home).items():
+        env.setdefault(var, value)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
     return env
 

@@ -14,14 +14,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 HOME = ROOT / "_build" / "home"
-for var, sub in [("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR", "jupyter-data"),
-                 ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
-                 ("MPLCONFIGDIR", "matplotlib")]:
-    os.environ.setdefault(var, str(HOME / sub))
+sys.path.insert(0, str(ROOT))
+from attention_course.notebooks import private_home  # noqa: E402 (the checkout's package, before any install)
+
+for var, value in private_home(HOME).items():
+    os.environ.setdefault(var, value)
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 os.environ["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ["PATH"]])
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-sys.path.insert(0, str(ROOT))
 
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 # For quick local runs: COURSE_ASSIGNMENTS=scoring-functions,masking restricts the per-assignment tests.

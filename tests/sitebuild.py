@@ -36,23 +36,6 @@ def toc_pages(root: Path = ROOT) -> list[str]:
     return [str(Path(f).with_suffix("")) if f.endswith((".md", ".ipynb")) else f for f in found]
 
 
-def chapter_pages(root: Path = ROOT) -> list[str]:
-    """The pages of the numbered part(s): the course's chapters."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    found = []
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                found.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts", []) or []:
-        if part.get("numbered"):
-            walk(part.get("chapters"))
-    return found
-
-
 def build() -> subprocess.CompletedProcess:
     """`jupyter-book build . -W -n --keep-going` into _build/html, once per session (the result is kept)."""
     if "proc" not in _RESULT:

@@ -55,11 +55,10 @@ def lab(tmp_path_factory):
     shutil.copytree(ROOT / "exercises", course / "exercises")
     home = tmp / "home"
     env = dict(os.environ)
-    for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "mpl"),
-                     ("JUPYTERLAB_SETTINGS_DIR", "lab-settings"), ("JUPYTERLAB_WORKSPACES_DIR", "lab-workspaces")]:
-        (home / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(home / sub)
+    lab = {"JUPYTERLAB_SETTINGS_DIR": f"{home}/lab-settings", "JUPYTERLAB_WORKSPACES_DIR": f"{home}/lab-workspaces"}
+    for var, folder in {**nbt.private_home(home), **lab}.items():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        env[var] = folder
     env["HOME"] = str(home)
     port, token = _free_port(), _secrets.token_hex(16)
     cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from attention_course.notebooks import private_home
+
 BOOTSTRAP = r'''
 import importlib.metadata as _md
 import re as _re
@@ -91,8 +93,7 @@ def bootstrap(roots: tuple[str, ...]) -> str:
 def clean_env(home: Path) -> dict[str, str]:
     """An environment without PYTHONPATH or the course's Jupyter/IPython settings; HOME in a scratch folder."""
     return {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-            "IPYTHONDIR": str(home / "ipython"), "JUPYTER_CONFIG_DIR": str(home / "jupyter-config"),
-            "JUPYTER_DATA_DIR": str(home / "jupyter-data"), "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime")}
+            **private_home(home)}
 
 
 def kernel_dir(folder: Path) -> Path:

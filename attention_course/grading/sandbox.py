@@ -25,6 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attention_course.notebooks import private_home
+
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 PRLIMIT = shutil.which("prlimit") or "/usr/bin/prlimit"
@@ -112,9 +114,7 @@ class Sandbox:
             "HOME": HOME, "PATH": f"{os.path.dirname(self.python())}:/usr/bin:/bin", "LANG": "C.UTF-8",
             "PYTHONPATH": COURSE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
-            "JUPYTER_CONFIG_DIR": "/tmp/jupyter", "JUPYTER_DATA_DIR": "/tmp/jupyter-data",
-            "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "MPLBACKEND": "Agg", **private_home("/tmp"), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
             "CUDA_VISIBLE_DEVICES": "", "TMPDIR": "/tmp",
         }
         for key, value in env.items():
