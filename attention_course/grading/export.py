@@ -9,6 +9,8 @@ from pathlib import Path
 
 from attention_course.grading.course import atomic_write
 from attention_course.grading.ids import csv_cell
+from attention_course.grading.records import NotebookStatus as Status
+from attention_course.grading.records import overall
 
 COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
            "late_submission_penalty", "score", "max_score", "status", "reason"]
@@ -23,11 +25,9 @@ def _reason(course, assignment: str, student: str) -> tuple[str, str]:
         except ValueError:
             continue
     if not states:
-        return ("no submission", "no submission") if not (course.submitted / student / assignment).is_dir() \
-            else ("not graded", "not graded yet")
-    bad = [s for s in states if s.get("status") != "graded"]
-    status = bad[0]["status"] if bad else "graded"
-    return status, " | ".join(s.get("reason", "") + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "")
+        return (Status.NO_SUBMISSION, "no submission") if not (course.submitted / student / assignment).is_dir() \
+            else (Status.NOT_GRADED, "not graded yet")
+    return overall([s.get("status") for s in states]), " | ".join(s.get("reason", "") + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "")
                               for s in states)
 
 

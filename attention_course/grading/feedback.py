@@ -21,6 +21,7 @@ import nbformat
 from attention_course import leaks
 from attention_course import notebooks as nbt
 from attention_course.grading.course import atomic_write
+from attention_course.grading.records import CellStatus, NotebookStatus
 
 HIDDEN_NOTE = "# (hidden tests run here when your notebook is graded)"
 
@@ -55,7 +56,7 @@ def _hide(source: str) -> str:
 def _table(state: dict) -> str:
     rows = ["| Test | Points | Result |", "|---|---|---|"]
     for gid, c in state.get("cells", {}).items():
-        result = "passed" if c["score"] >= c["max_score"] else (c.get("why") or c.get("status", ""))
+        result = CellStatus.PASSED if c["score"] >= c["max_score"] else (c.get("why") or c.get("status", ""))
         result = result.replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{gid}` | {c['score']:g} / {c['max_score']:g} | {result} |")
     return "\n".join(rows)
@@ -64,7 +65,7 @@ def _table(state: dict) -> str:
 def _header(state: dict) -> str:
     lines = [f"# Feedback: {state['assignment']} / {state['notebook']}", "",
              f"**Score: {state['score']:g} / {state['max_score']:g}** ({state['status']})", ""]
-    if state.get("reason") and state["status"] != "graded":
+    if state.get("reason") and state["status"] != NotebookStatus.GRADED:
         lines += [f"Why: {state['reason']}", ""]
     for note in state.get("notes", []):
         lines += [f"Note: {note}", ""]
