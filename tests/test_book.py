@@ -39,7 +39,7 @@ def test_every_toc_page_is_built_without_error_output(html, page):
         plain = html_module.unescape(re.sub(r"<[^>]+>", "", stderr))
         assert not re.search(r"\b\w*Error\b|Traceback", plain), f"{page} shows an error: {plain[:500]}"
         if re.search(r"\b\w*Warning\b", plain):
-            warnings.warn(f"{page} shows a warning on stderr: {plain[:300]}")
+            warnings.warn(f"{page} shows a warning on stderr: {plain[:300]}", stacklevel=2)
 
 
 def test_only_toc_pages_are_built(html):

@@ -107,7 +107,8 @@ def collect(course, assignment: str, archive: Path, pattern: str | None = None, 
                 report.notes.append(f"{entry}: replaces an earlier file for {dest.relative_to(course.root)}")
             dest.write_bytes(data)
             report.placed.append((entry, str(dest.relative_to(course.root))))
-            stamp = "%04d-%02d-%02d %02d:%02d:%02d" % info.date_time
+            year, month, day, hour, minute, second = info.date_time
+            stamp = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
             report.times[student] = max(report.times.get(student, stamp), stamp)
     record_times(course, assignment, report.times)
     return report
