@@ -35,7 +35,7 @@ def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> 
     """Write `dest`; `roster` (the grader's, valid ids only) adds students with a folder in submitted/."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from attention_course.grading.grade import roster as course_roster
+    from attention_course.grading.gradebook import roster as course_roster
 
     rows = []
     roster = course_roster(course, db_url) if roster is None else roster

@@ -1,10 +1,12 @@
 """`grade`: every submission of one assignment, in parallel sandboxes, scores into the gradebook.
 
-The trusted parent (this module) alone reads `solutions/`, writes the gradebook, the state files and the
-feedback; workers only drive sandboxed kernels (see runner.py, sandbox.py). Per student and notebook a state
-file `autograded/<student>/<assignment>/<notebook>.grading.json` is written atomically when its grading is
-complete: a rerun reuses it when neither the submission nor the source changed (idempotent, resumable), and
-rewrites the gradebook from it, so an interrupted run loses nothing.
+Who does what. The parent process (this module's `grade`) plans every notebook (each in a forked child with
+limits), keeps the course secret, and alone writes the gradebook and `grades.csv` (gradebook.py, export.py).
+Local workers are trusted processes outside the sandbox: each drives one sandboxed kernel at a time, runs its
+test cells in the judge (runner.py, judge.py), and saves that notebook's state file, executed notebook and
+feedback page. Per student and notebook the state file `autograded/<student>/<assignment>/<notebook>.grading.json`
+is written atomically when its grading is complete: a rerun reuses it when neither the submission nor the
+source changed (idempotent, resumable), and rewrites the gradebook from it, so an interrupted run loses nothing.
 """
 from __future__ import annotations
 
@@ -27,7 +29,10 @@ import nbformat
 from attention_course.grading import assemble as asm
 from attention_course.grading import static_scan
 from attention_course.grading.course import Course
-from attention_course.grading.ids import escape, valid_id, why_invalid
+from attention_course.grading.gradebook import record, register_assignment, roster
+from attention_course.grading.ids import escape
+from attention_course.grading.records import CellStatus, RunStatus
+from attention_course.grading.records import NotebookStatus as Status
 from attention_course.grading.course import atomic_write
 
 GRADER_VERSION = "2"  # 2: test cells judged outside the kernel
@@ -115,69 +120,6 @@ def find_notebook(folder: Path, name: str, expected: set[str]) -> tuple[Path | N
     return None, f"missing {name}.ipynb (empty folder)"
 
 
-def roster(course: Course, db_url: str, refused: list | None = None) -> list[str]:
-    """Students of the gradebook plus every folder of submitted/ whose name is a valid id. Folders that are
-    links or have invalid names are refused: appended to `refused` as (name, why), never graded."""
-    from nbgrader.api import Gradebook
-
-    refused = refused if refused is not None else []
-    with Gradebook(db_url) as gb:
-        students = {s.id for s in gb.students if valid_id(s.id) or refused.append((s.id, why_invalid(s.id)))}
-    if course.submitted.exists():
-        for p in course.submitted.iterdir():
-            if p.name.startswith("."):
-                continue
-            if p.is_symlink():
-                refused.append((p.name, "a link in submitted/: refused, not followed"))
-            elif not valid_id(p.name):
-                refused.append((p.name, why_invalid(p.name)))
-            elif p.is_dir():
-                students.add(p.name)
-    return sorted(students)
-
-
-# --- the gradebook (only ever written from this process) ------------------------------------------------
-
-def register_assignment(course: Course, db_url: str, assignment: str, sources: list[Path]) -> None:
-    """What `nbgrader generate_assignment` records: the assignment, its notebooks, grade and solution cells."""
-    from nbgrader.api import Gradebook
-    from nbgrader.preprocessors import ClearOutput, ClearSolutions, ComputeChecksums, SaveCells
-
-    with Gradebook(db_url) as gb:
-        gb.update_or_create_assignment(assignment)
-    for path in sources:
-        nb = nbformat.read(str(path), as_version=4)
-        resources = {"nbgrader": {"db_url": db_url, "assignment": assignment, "notebook": path.stem},
-                     "language": "python"}
-        for pp in (ClearSolutions(config=course.config), ClearOutput(), ComputeChecksums(), SaveCells()):
-            nb, resources = pp.preprocess(nb, resources)
-
-
-def record(gb, assignment: str, student: str, states: dict[str, dict], timestamp: str | None) -> None:
-    from nbgrader.api import MissingEntry
-
-    gb.update_or_create_student(student)
-    try:
-        sub = gb.find_submission(assignment, student)
-    except MissingEntry:
-        sub = gb.add_submission(assignment, student)
-    if timestamp:
-        try:
-            from nbgrader.utils import parse_utc
-            sub.timestamp = parse_utc(timestamp)
-        except Exception:  # noqa: BLE001 (a student-written timestamp file is not trusted to parse)
-            pass
-    for notebook in sub.notebooks:
-        state = states.get(notebook.name, {})
-        cells = state.get("cells", {})
-        for grade in notebook.grades:
-            if grade.cell.cell_type != "code":
-                continue  # manually graded answers stay with the instructor
-            grade.auto_score = float(cells.get(grade.name, {}).get("score", 0.0))
-            grade.needs_manual_grade = False
-    gb.db.commit()
-
-
 # --- one notebook ---------------------------------------------------------------------------------------
 
 def fingerprint(data: bytes, source: bytes, opts: Options, cell_timeout: int, trusted: bool,
@@ -200,7 +142,7 @@ def fingerprint(data: bytes, source: bytes, opts: Options, cell_timeout: int, tr
 
 
 def zero_cells(points: dict[str, float], why: str) -> dict:
-    return {gid: {"score": 0.0, "max_score": pts, "status": "not graded", "why": why} for gid, pts in points.items()}
+    return {gid: {"score": 0.0, "max_score": pts, "status": CellStatus.NOT_GRADED, "why": why} for gid, pts in points.items()}
 
 
 def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -> dict:
@@ -208,18 +150,18 @@ def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -
     timeout, dead kernel, never reached) earns 0."""
     cells = {}
     for gid, index in tests.items():
-        info = result["cells"][index] if index < len(result["cells"]) else {"status": "not run"}
-        status = info.get("status", "not run")
-        if status == "ok":
-            cells[gid] = {"score": points[gid], "max_score": points[gid], "status": "passed", "why": ""}
+        info = result["cells"][index] if index < len(result["cells"]) else {"status": RunStatus.NOT_RUN}
+        status = info.get("status", RunStatus.NOT_RUN)
+        if status == RunStatus.OK:
+            cells[gid] = {"score": points[gid], "max_score": points[gid], "status": CellStatus.PASSED, "why": ""}
             continue
-        if status == "error":
+        if status == RunStatus.ERROR:
             why = escape(info.get('ename', 'error'), 60)
             if info.get("evalue"):
                 why += ": " + escape(info['evalue'].strip().splitlines()[0] if info['evalue'].strip() else '', 160)
-        elif status == "timeout":
+        elif status == RunStatus.TIMEOUT:
             why = "timed out"
-        elif status == "not run":  # the kernel died or the notebook time ran out before this test
+        elif status == RunStatus.NOT_RUN:  # the kernel died or the notebook time ran out before this test
             why = f"not run ({result.get('died') or status})"
         else:
             why = status
@@ -251,19 +193,19 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
     points = asm.points_of(source_nb)
     base = {"student": student, "assignment": assignment, "notebook": name, "notes": [], "findings": []}
     if not folder.is_dir():
-        state = {**base, "status": "no submission", "reason": "no submission", "cells": zero_cells(points, "no submission")}
+        state = {**base, "status": Status.NO_SUBMISSION, "reason": "no submission", "cells": zero_cells(points, "no submission")}
         summarise(state)
         return Job(student, name, state_path, state)
     path, note = find_notebook(folder, name, expected)
     if path is None:
-        state = {**base, "status": "missing", "reason": note, "cells": zero_cells(points, note)}
+        state = {**base, "status": Status.MISSING, "reason": note, "cells": zero_cells(points, note)}
         summarise(state)
         return Job(student, name, state_path, state)
     trusted = student in opts.trust
     try:
         data = _safe_read(path, course.submitted / student)
     except asm.Unreadable as exc:
-        state = {**base, "status": "unreadable", "reason": str(exc), "cells": zero_cells(points, str(exc))}
+        state = {**base, "status": Status.UNREADABLE, "reason": str(exc), "cells": zero_cells(points, str(exc))}
         summarise(state)
         return Job(student, name, state_path, state)
     fp = fingerprint(data, source_bytes, opts, cell_timeout, trusted, folder)
@@ -281,7 +223,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
     try:
         submission = asm.read_submission(data)
     except asm.Unreadable as exc:
-        state = {**base, "status": "unreadable", "reason": str(exc), "cells": zero_cells(points, str(exc))}
+        state = {**base, "status": Status.UNREADABLE, "reason": str(exc), "cells": zero_cells(points, str(exc))}
         summarise(state)
         return Job(student, name, state_path, state)
     assembled = asm.assemble(source_nb, submission)
@@ -337,13 +279,13 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
            "limits": {"memory_bytes": opts.memory_bytes, "disk_bytes": opts.disk_bytes},
            "student_names": sorted(asm.student_names(source_nb)),
            "judge_key": judge_key(secret, assignment, student, name, fp)}
-    state = {**base, "status": "pending", "tests": assembled.tests, "points": assembled.points}
+    state = {**base, "status": Status.PENDING, "tests": assembled.tests, "points": assembled.points}
     return Job(student, name, state_path, state, run=run)
 
 
 def finish(state: dict, result: dict | None, error: str | None) -> dict:
     if error or result is None:
-        state.update(status="grader error", reason=f"grader error (will be retried): {error}",
+        state.update(status=Status.GRADER_ERROR, reason=f"grader error (will be retried): {error}",
                      cells=zero_cells(state["points"], "grader error"))
         summarise(state)
         return state
@@ -363,7 +305,7 @@ def finish(state: dict, result: dict | None, error: str | None) -> dict:
     parts += lost[:4] + ([f"+{len(lost) - 4} more"] if len(lost) > 4 else [])
     if state.get("findings") and not state.get("reviewed"):
         parts.append("flagged for review (score unaffected): " + escape("; ".join(state["findings"][:3]), 200))
-    state.update(status="graded", reason="; ".join(parts) if parts else "all tests passed")
+    state.update(status=Status.GRADED, reason="; ".join(parts) if parts else "all tests passed")
     summarise(state)
     return state
 
@@ -417,7 +359,7 @@ def plan_isolated(course: Course, opts: Options, student: str, source_path: Path
         points = asm.points_of(source_nb)
         why = escape(f"the notebook could not be read within the grader's limits ({payload['error']})", 300)
         state = {"student": student, "assignment": opts.assignment, "notebook": name, "notes": [], "findings": [],
-                 "status": "unreadable", "reason": why, "cells": zero_cells(points, why)}
+                 "status": Status.UNREADABLE, "reason": why, "cells": zero_cells(points, why)}
         summarise(state)
         return Job(student, name, state_path, state)
     return Job(student, name, state_path, payload["state"], run=payload["run"])
