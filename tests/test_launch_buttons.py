@@ -202,10 +202,11 @@ def test_site_launch_links_resolve(student):
                 if path:
                     assert path == f"{page}.ipynb", f"{page}: {href} opens another page's file"
                     launched.setdefault(page, set()).add(urlsplit(href).netloc)
-            elif href.endswith(".ipynb") and "/_sources/" in f"/{href}":
+            elif "/_sources/" in f"/{href}":     # the download buttons: the page's source and its notebook
                 downloaded = (page_html.parent / href).resolve()
                 assert downloaded.is_file(), f"{page}: download {href} missing from the site"
-                downloads[page] = downloaded
+                if href.endswith(".ipynb"):
+                    downloads[page] = downloaded
     notebooks = [p.removesuffix(".md") for p in PAGES if p.removesuffix(".md") in toc_pages()]
     for page in notebooks:   # Colab and Binder on every notebook page (no hub is configured by default)
         assert launched.get(page) == {"colab.research.google.com", "mybinder.org"}, (page, launched.get(page))
