@@ -9,10 +9,21 @@
 - Pages that read the exercises at build time (`attention_course.assignments`, the Exercises part) depend on
   `exercises/*/*.ipynb` and on that module: Sphinx is told so, and re-reads (and re-executes) them when either
   changes, instead of serving a stale points table from an incremental build.
+- sphinx-book-theme's Colab, Binder and JupyterHub buttons link to the page's source, `<page>.md`, which Colab
+  cannot open (and which Binder and a JupyterHub open only through jupytext). They are pointed at the page's launch
+  copy `<page>.ipynb`, which `make student-repo` writes next to it in the student repository
+  (`attention_course.launch`); the theme has no option for that (it uses an `.ipynb` only when one lies beside the
+  source). A launch URL that does not name the page's source fails the build rather than publishing a dead link.
+- This module's code is a config value of the HTML builder, so changing a fix rewrites every page.
 
 Fixes of the theme's own widgets, which are made in the browser, are in `_static/accessibility.js`.
 """
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sphinx.errors import ExtensionError
 
 
 def _key(asset) -> tuple:
@@ -43,16 +54,38 @@ def _fix_biblio_roles(app, pagename, templatename, context, doctree):
 def _note_exercise_dependencies(app, docname, source):
     if "attention_course.assignments" not in source[0]:
         return
-    from pathlib import Path
-
     from attention_course import assignments
     root = Path(app.srcdir)
     for path in [Path(assignments.__file__), *sorted((root / "exercises").glob("*/*.ipynb"))]:
         app.env.note_dependency(str(path.resolve()))  # for the document being read (env.docname)
 
 
+def _launch_the_ipynb_copies(app, pagename, templatename, context, doctree):
+    from attention_course import launch
+
+    groups = [g for g in context.get("header_buttons") or [] if g.get("label") == "launch-buttons"]
+    if not groups:
+        return
+    source = Path(app.env.doc2path(pagename))
+    if source.suffix == ".ipynb":
+        return
+    if not launch.is_notebook_page(source):
+        raise ExtensionError(f"{pagename}: launch buttons on a page that gets no launch copy ({source})")
+    md, ipynb = f"{pagename}{source.suffix}", f"{pagename}.ipynb"
+    for group in groups:
+        for button in group.get("buttons", []):
+            url = button.get("url")
+            if url is None or ipynb in url:   # Thebe's button has no URL; an .ipynb beside the source: already used
+                continue
+            if url.count(md) != 1:
+                raise ExtensionError(f"{pagename}: launch URL does not name the page's source {md} once: {url}")
+            button["url"] = url.replace(md, ipynb)
+
+
 def setup(app):
+    app.add_config_value("attention_course_fixes", hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), "html")
     app.connect("source-read", _note_exercise_dependencies)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("html-page-context", _fix_biblio_roles, priority=900)
+    app.connect("html-page-context", _launch_the_ipynb_copies, priority=600)  # after the theme's (501)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -78,7 +78,9 @@ def test_launch_and_repository_buttons_are_configured():
     assert config["html"]["use_repository_button"] is True
     launch = config["launch_buttons"]
     assert launch["notebook_interface"] == "jupyterlab"
-    assert launch["jupyterhub_url"] and launch["binderhub_url"] and launch["colab_url"]
+    assert launch["binderhub_url"] and launch["colab_url"]
+    assert "jupyterhub_url" not in launch, "no placeholder hub: the JupyterHub button is for instructors to add"
+    assert "attention_course.sphinx_fixes" in config["sphinx"]["extra_extensions"]   # launch URLs name .ipynb
     assert "sphinx-mathjax-offline" in config["sphinx"]["extra_extensions"]
 
 

@@ -3,6 +3,7 @@ environment, without solutions/, tests/, tools/ or grading state, and with nothi
 from __future__ import annotations
 
 import filecmp
+import os
 import shutil
 
 import pytest
@@ -35,8 +36,10 @@ def test_instructor_only_files_are_left_out(student):
 
 def test_students_get_the_book_exercises_and_environment(student):
     for name in ("_config.yml", "_toc.yml", "references.bib", "nbgrader_config.py", "requirements.txt",
-                 "requirements.lock", "pyproject.toml", "Makefile", "attention_course/__init__.py"):
+                 "requirements.lock", "pyproject.toml", "Makefile", "attention_course/__init__.py",
+                 "binder/requirements.txt", "binder/postBuild", "binder/runtime.txt", "requirements-d2l.txt"):
         assert (student / name).is_file(), f"{name} missing from the student repository"
+    assert os.access(student / "binder" / "postBuild", os.X_OK), "Binder runs binder/postBuild only if executable"
     for page in toc_pages():
         assert any((student / f"{page}{suffix}").is_file() for suffix in (".md", ".ipynb")), f"{page} missing"
     for assignment in ASSIGNMENTS:

@@ -8,7 +8,11 @@ what only the instructor may hold:
 - grading state, should any of it be tracked by mistake: the gradebook, `submitted/`, `autograded/`,
   `feedback/`, `downloaded/`, `grades.csv`, rosters.
 
-Then every copied file is searched for the reference answers and hidden tests of `solutions/`
+Next to each notebook page of `book/` (MyST Markdown with a kernelspec) it writes the page's launch copy, an
+`.ipynb` without outputs (`attention_course.launch`): what the site's Colab, Binder and JupyterHub buttons open.
+These are generated here only, never committed to the instructor's repository.
+
+Then every file is searched for the reference answers and hidden tests of `solutions/`
 (`attention_course.leaks`); one found is an error and DEST is left incomplete on purpose (no `.student-repo`
 stamp). DEST may be an existing clone of the student repository: its `.git` is kept and everything else is
 replaced, so `git -C DEST add -A && git -C DEST commit` publishes the update.
@@ -22,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from attention_course import leaks
+from attention_course import launch, leaks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +68,10 @@ def make(dest: Path, root: Path = ROOT) -> list[Path]:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, dest / rel)
             copied.append(rel)
+    for rel in launch.write_launch_notebooks(dest, root):
+        if rel in copied:
+            raise SystemExit(f"{rel} is a launch copy generated from its .md page: remove it from the repository")
+        copied.append(rel)
     found = leaks.find_leaks(leaks.secrets(root / "solutions"), (p for p in dest.rglob("*") if ".git" not in p.parts))
     if found:
         for path, secret in found[:20]:
