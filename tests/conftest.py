@@ -114,7 +114,3 @@ def graded_class(tmp_path_factory):
         for result in pool.map(lambda a: grade_assignment(a, base / a), ASSIGNMENTS):
             scores.update(result)
     return scores
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: builds the site or an environment (minutes); deselect with -m 'not slow'")
