@@ -47,6 +47,9 @@ class Options:
     disk_bytes: int = 2**30           # writable space per sandbox (its folder, and /tmp)
     progress: bool = True
     feedback: bool = True
+    scheduler: str | None = None      # a Dask scheduler's address: grade on that cluster (cluster.py)
+    judge_address: str | None = None  # HOST[:PORT] the judge service listens on, reachable from the workers
+    tls: dict | None = None           # {"ca", "cert", "key"}: the Dask client's TLS files (else Dask's config)
 
 
 def course_secret(course: Course) -> bytes:
@@ -481,6 +484,12 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
         result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
     except Exception as exc:  # noqa: BLE001 (reported per student, never stops the class)
         error = f"{type(exc).__name__}: {exc}"[:300] + "\n" + traceback.format_exc()[-800:]
+    return _conclude(run, state, state_path, root, feedback, result, error)
+
+
+def _conclude(run: dict, state: dict, state_path: str, root: str, feedback: bool, result: dict | None,
+              error: str | None) -> dict:
+    """Score and save one executed notebook (in a local worker, or in this process for a cluster's result)."""
     if result is not None:
         nb = result.pop("notebook")
         nbformat.write(nb, run["executed"])
@@ -507,6 +516,34 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
     return state
 
 
+class LocalPool:
+    """This machine: a forkserver process pool, each worker with its leased sandbox uid (the default)."""
+
+    def __init__(self, jobs_n: int):
+        ctx = multiprocessing.get_context("forkserver")
+        self.pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker)
+        self.jobs_n = jobs_n
+
+    def describe(self) -> str:
+        return f"{self.jobs_n} sandboxed worker(s)"
+
+    def warm(self) -> None:
+        for _ in range(self.jobs_n):
+            self.pool.submit(_warm)  # the workers import what they need while the parent plans
+
+    def submit(self, job: Job, course: Course, opts: Options):
+        return self.pool.submit(_run, job.run, job.state, str(job.state_path), str(course.root), opts.feedback)
+
+    def as_completed(self, futures):
+        return cf.as_completed(futures)
+
+    def state(self, future, job: Job) -> dict:
+        return future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
 def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     from nbgrader.api import Gradebook
 
@@ -517,7 +554,7 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     if not sources:
         print(f"error: no source notebooks in {course.source / assignment}/", file=sys.stderr)
         return 2
-    why = available()
+    why = None if opts.scheduler else available()  # on a cluster, the workers sandbox (checked by preflight)
     if why:
         print(f"error: cannot sandbox submissions: {why}", file=sys.stderr)
         return 2
@@ -534,12 +571,21 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="grading-"))
     os.chmod(scratch, 0o755)
     started = time.monotonic()
-    ctx = multiprocessing.get_context("forkserver")
-    pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker)
+    if opts.scheduler:
+        from attention_course.grading.cluster import DaskPool, SetupError
+
+        try:
+            pool = DaskPool(opts, scratch, out)
+        except SetupError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        pool = LocalPool(jobs_n)
     try:
         return _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout)
     finally:
-        pool.shutdown(cancel_futures=True)
+        pool.close()
         if os.environ.get("GRADING_KEEP_SCRATCH"):  # for debugging the grader: kernels' logs and notebooks
             print(f"scratch kept in {scratch}", file=out)
         else:
@@ -554,8 +600,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
     refused: list[tuple[str, str]] = []
     students = roster(course, db_url, refused)
     expected = {p.stem for p in sources}
-    for _ in range(jobs_n):
-        pool.submit(_warm)  # the workers import what they need while the parent plans
+    pool.warm()
     secret = course_secret(course)
     plans: list[Job] = []
     done_states: dict[tuple[str, str], dict] = {}
@@ -588,18 +633,17 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
                     complete(job, gb)
         todo = [p for p in plans if p.run]
         if todo:
-            print(f"grading {len(todo)} notebook(s) of {assignment} with {jobs_n} sandboxed worker(s)"
+            print(f"grading {len(todo)} notebook(s) of {assignment} with {pool.describe()}"
                   f" ({len(plans) - len(todo)} already graded or nothing to run)", file=out, flush=True)
             bar = None
             if opts.progress:
                 from tqdm import tqdm
                 bar = tqdm(total=len(todo), unit="nb", desc=assignment, file=sys.stderr, dynamic_ncols=True)
-            futures = {pool.submit(_run, job.run, job.state, str(job.state_path), str(course.root), opts.feedback): job
-                       for job in todo}
-            for future in cf.as_completed(futures):
+            futures = {pool.submit(job, course, opts): job for job in todo}
+            for future in pool.as_completed(futures):
                 job = futures[future]
                 try:
-                    job.state = future.result()
+                    job.state = pool.state(future, job)
                 except Exception as exc:  # noqa: BLE001 (a broken worker: retried on the next run)
                     job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
                 failures += job.state["status"] == "grader error"
