@@ -559,33 +559,34 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         print(f"error: cannot sandbox submissions: {why}", file=sys.stderr)
         return 2
     db_url = course.db_url
-    try:
-        register_assignment(course, db_url, assignment, sources)
-    except RuntimeError as exc:  # nbgrader refuses to change graded cells once submissions are recorded
-        print(f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed after "
-              f"grading began: restore them, or remove the assignment's submissions (`nbgrader db assignment "
-              f"remove {assignment} --force`) and grade again.", file=out)
-        return 2
-    cell_timeout = opts.cell_timeout or course.cell_timeout
-    jobs_n = opts.jobs or os.cpu_count() or 1
     scratch = Path(tempfile.mkdtemp(prefix="grading-"))
     os.chmod(scratch, 0o755)
-    started = time.monotonic()
-    if opts.scheduler:
-        from attention_course.grading.cluster import DaskPool, SetupError
-
-        try:
-            pool = DaskPool(opts, scratch, out)
-        except SetupError as exc:
-            shutil.rmtree(scratch, ignore_errors=True)
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    else:
-        pool = LocalPool(jobs_n)
+    pool = None
     try:
+        if opts.scheduler:  # first, so that a wrong address fails at once and changes nothing
+            from attention_course.grading.cluster import DaskPool, SetupError
+
+            try:
+                pool = DaskPool(opts, scratch, out)
+            except SetupError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        try:
+            register_assignment(course, db_url, assignment, sources)
+        except RuntimeError as exc:  # nbgrader refuses to change graded cells once submissions are recorded
+            print(f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed "
+                  f"after grading began: restore them, or remove the assignment's submissions (`nbgrader db "
+                  f"assignment remove {assignment} --force`) and grade again.", file=out)
+            return 2
+        cell_timeout = opts.cell_timeout or course.cell_timeout
+        jobs_n = opts.jobs or os.cpu_count() or 1
+        started = time.monotonic()
+        if pool is None:
+            pool = LocalPool(jobs_n)
         return _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout)
     finally:
-        pool.close()
+        if pool is not None:
+            pool.close()
         if os.environ.get("GRADING_KEEP_SCRATCH"):  # for debugging the grader: kernels' logs and notebooks
             print(f"scratch kept in {scratch}", file=out)
         else:
