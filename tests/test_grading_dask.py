@@ -204,14 +204,19 @@ def test_the_cluster_grades_exactly_as_this_machine(local, cluster, tmp_path):
 def test_a_worker_killed_half_way_loses_nothing(local, cluster, tmp_path):
     course = tmp_path / "course"
     build(course)
+    before = set(cluster.received.glob("*.json"))
     proc = grade(course, "--scheduler", cluster.address, "--force", wait=False)
     try:
         end = time.monotonic() + 300
         while time.monotonic() < end and not list((course / "autograded").glob(f"*/{ASSIGNMENT}/*.grading.json")):
             assert proc.poll() is None, proc.stdout.read()[-3000:]
             time.sleep(0.5)
-        victim = next(w for w in cluster.workers if w.poll() is None)
-        os.killpg(victim.pid, signal.SIGKILL)  # half-way: one notebook saved, others running on both workers
+        # half-way: one notebook saved; the victim is the worker that started a job last (it is running it)
+        started = [json.loads(p.read_text()) for p in set(cluster.received.glob("*.json")) - before]
+        alive = {w.pid: w for w in cluster.workers if w.poll() is None}
+        busy = max((j for j in started if j["pid"] in alive), key=lambda j: j["time"])
+        victim = alive[busy["pid"]]
+        os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         cluster.add_worker()  # the class finishes on the other worker; a replacement joins for later tests
         out, _ = proc.communicate(timeout=600)
@@ -222,6 +227,8 @@ def test_a_worker_killed_half_way_loses_nothing(local, cluster, tmp_path):
     assert proc.returncode == 0, out[-4000:] + cluster.logs()
     assert gradebook_scores(ASSIGNMENT, course, local["students"]) == local["scores"]
     assert rows(course) == local["rows"]
+    rerun = len(set(cluster.received.glob("*.json")) - before)
+    assert rerun > len(local["students"]), f"{rerun} jobs received: the killed worker's job was not run again"
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):

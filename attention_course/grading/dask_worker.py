@@ -184,8 +184,9 @@ def grade_task(job: dict) -> dict:
     if dump:
         Path(dump).mkdir(parents=True, exist_ok=True)
         text = json.dumps({"notebook": job["notebook"], "files": {k: v.decode("latin-1") for k, v in job["files"].items()},
-                           **{k: v for k, v in job.items() if k not in ("notebook", "files", "token")}})
-        (Path(dump) / f"{received[:16]}.json").write_text(text)
+                           **{k: v for k, v in job.items() if k not in ("notebook", "files", "token")},
+                           "pid": os.getpid(), "time": time.time()})
+        (Path(dump) / f"{received[:16]}-{secrets.token_hex(4)}.json").write_text(text)
     why = available()
     if why:
         return {"error": f"worker {socket.gethostname()} cannot sandbox: {why}"[:300], "received_sha256": received}
