@@ -23,6 +23,8 @@ os.environ["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ["PATH"]])
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 sys.path.insert(0, str(ROOT))
 
+from tools.synthetic import copy_course  # noqa: E402,F401 (one definition, shared with benchmarks/)
+
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 # For quick local runs: COURSE_ASSIGNMENTS=scoring-functions,masking restricts the per-assignment tests.
 if os.environ.get("COURSE_ASSIGNMENTS"):
@@ -41,15 +43,6 @@ def run(cmd: list[str], cwd: Path, timeout: float = 1800, check: bool = True) ->
     return proc
 
 
-def copy_course(dest: Path) -> Path:
-    """A private copy of the course (config, solutions, exercises) to run nbgrader in."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "nbgrader_config.py", dest / "nbgrader_config.py")
-    for folder in ("solutions", "exercises"):
-        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    return dest
-
-
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
@@ -58,7 +51,7 @@ def root() -> Path:
 def students_for(assignment: str) -> dict[str, tuple[dict, set | None]]:
     """student id -> (answer cells to fill, the test cells expected to lose points; None = all of them)."""
     from attention_course import notebooks as nbt
-    from submissions import for_assignment
+    from tools.submissions import for_assignment
 
     module = for_assignment(assignment)
     reference = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
