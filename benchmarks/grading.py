@@ -144,27 +144,33 @@ def project(line: str, costs: dict, args, out) -> dict:
     import re
 
     m = re.match(r"dask: (\d+) task\(s\), (\d+) judge connection\(s\), (\d+) relayed chunk\(s\).*worker "
-                 r"([\d.]+) s/notebook, instructor ([\d.]+) s/notebook", line)
+                 r"([\d.]+) s/notebook, instructor ([\d.]+) s/notebook serial.* \+ ([\d.]+) s/notebook in (\d+) "
+                 r"saver", line)
     if not m:
         print(f"(no dask statistics line in the output: {line!r})", file=out)
         return {}
-    tasks, conns, chunks, worker_s, instructor_s = int(m[1]), int(m[2]), int(m[3]), float(m[4]), float(m[5])
+    tasks, conns, chunks, worker_s = int(m[1]), int(m[2]), int(m[3]), float(m[4])
+    instructor_s, save_s, savers = float(m[5]), float(m[6]), int(m[7])
     per_nb_chunks = chunks / tasks
     # a request/reply pair is (at least) two chunks; the relay's cost is charged per pair
     relay_s = per_nb_chunks / 2 * costs["relay_message_s"]
     serial = costs["scheduler_round_trip_s"] + relay_s + instructor_s
     print(f"dask overhead per notebook: scheduler round trip {costs['scheduler_round_trip_s'] * 1e3:.1f} ms "
           f"(1 task), judge relay {conns / tasks:.0f} connection(s) and {per_nb_chunks:.0f} chunk(s) x "
-          f"{costs['relay_message_s'] * 1e6:.0f} us per request/reply = {relay_s * 1e3:.1f} ms, instructor-side "
-          f"merge+save {instructor_s:.3f} s; a worker spends {worker_s:.2f} s per notebook", file=out)
+          f"{costs['relay_message_s'] * 1e6:.0f} us per request/reply = {relay_s * 1e3:.1f} ms, receive+merge "
+          f"{instructor_s * 1e3:.0f} ms (serial), score+save+feedback {save_s:.2f} s in {savers} saver process(es); "
+          f"a worker spends {worker_s:.2f} s per notebook", file=out)
     rows = {}
+    limit = min(1 / serial, savers / save_s if save_s else float("inf"))
     for n in (2, 8, 32, 128):
-        rate = min(n / worker_s, 1 / serial) * 60
-        rows[n] = rate
-    print("projection (notebooks/minute): " + ", ".join(f"{n} workers {r:.0f}" for n, r in rows.items()) +
-          f"; the instructor's process saturates at {60 / serial:.0f}/minute", file=out)
-    return {"per_notebook_chunks": per_nb_chunks, "relay_s": relay_s, "instructor_s": instructor_s,
-            "worker_s": worker_s, "serial_s": serial, "notebooks_per_minute": rows}
+        rows[n] = min(n / worker_s, limit) * 60
+    print("projection (notebooks/minute; judge CPU on this machine not counted): " +
+          ", ".join(f"{n} workers {r:.0f}" for n, r in rows.items()) +
+          f"; this machine's side saturates at {limit * 60:.0f}/minute "
+          f"({'the serial receive' if 1 / serial < limit * 1.0001 else f'{savers} saver process(es)'})", file=out)
+    return {"per_notebook_chunks": per_nb_chunks, "relay_s": relay_s, "instructor_serial_s": instructor_s,
+            "save_s": save_s, "savers": savers, "worker_s": worker_s, "serial_s": serial,
+            "notebooks_per_minute": rows}
 
 
 def main() -> int:

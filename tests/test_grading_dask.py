@@ -270,3 +270,25 @@ def test_a_tls_cluster_grades_the_same(request, local, tmp_path):
     assert ", TLS)" in proc.stdout
     scores = gradebook_scores(ASSIGNMENT, course, ["reference", "wrong"])
     assert scores == {k: v for k, v in local["scores"].items() if k[1] in ("reference", "wrong")}
+
+
+def test_the_judge_service_says_nothing_to_a_wrong_token(tmp_path):
+    from attention_course.grading.cluster import JudgeService
+
+    service = JudgeService("127.0.0.1", 0, tmp_path)
+    try:
+        token = service.register({"names": ["softmax"], "key": "00" * 32, "cells": [[3, "test", "t", "assert True"]],
+                                  "cell_timeout": 5})
+        for hello in ({"token": "0" * 64, "run": "r", "cell": 3, "timeout": 5},   # unknown token
+                      {"token": token, "run": "r", "cell": 2, "timeout": 5}):   # a cell that is not a test
+            with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
+                s.sendall(json.dumps(hello).encode() + b"\nC")
+                try:
+                    said = s.recv(100)
+                except ConnectionResetError:  # closed with our unread byte in its buffer
+                    said = b""
+                assert said == b""  # closed, nothing said
+        assert service.results(token, "r", wait=1) == {}
+        assert service.sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        service.close()

@@ -438,7 +438,12 @@ class DaskPool:
         self.scheduler = opts.scheduler
         self.tokens: dict[str, tuple] = {}
         self.out = out
-        self.stats = {"tasks": 0, "instructor_s": 0.0, "worker_s": 0.0}
+        self.stats = {"tasks": 0, "instructor_s": 0.0, "worker_s": 0.0, "save_s": 0.0}
+        self._done: dict[str, tuple] = {}
+        import concurrent.futures as cf
+
+        self.saver_n = max(1, os.cpu_count() or 1)
+        self.savers = cf.ProcessPoolExecutor(max_workers=self.saver_n, mp_context=multiprocessing.get_context("forkserver"))
         if not self.tls and not loopback(opts.scheduler):
             print(f"warning: {opts.scheduler} is not TLS: submissions and the judge's traffic cross the network "
                   "in the clear (use tls://)", file=out)
@@ -448,7 +453,10 @@ class DaskPool:
                 f"{self.service.host}:{self.service.port}{', TLS' if self.tls else ''})")
 
     def warm(self) -> None:
-        pass
+        from attention_course.grading import grade as g
+
+        for _ in range(self.saver_n):
+            self.savers.submit(g._warm)  # the savers import nbconvert while this process plans
 
     def payload(self, job, course, opts) -> tuple[dict, str, object, dict]:
         from attention_course.grading import grade as g
@@ -483,11 +491,47 @@ class DaskPool:
         return future
 
     def as_completed(self, futures):
+        """Yields each task's future once its result is merged (a thread, in arrival order) and saved: scoring,
+        saving and rendering feedback run in a process pool on this machine's cores, as they do in the local
+        workers, so the instructor's process is not the bottleneck of a large cluster."""
+        import queue
+
         from distributed import as_completed
 
-        return as_completed(list(futures), loop=self.client.loop)
+        from attention_course.grading import grade as g
+
+        jobs = dict(futures)
+        done: queue.Queue = queue.Queue()
+
+        def consume():
+            for future in as_completed(list(jobs), loop=self.client.loop):
+                job = jobs[future]
+                try:
+                    kind, value = self._receive(future, job)
+                except BaseException as exc:  # noqa: BLE001 (this student's grader error)
+                    kind, value = "state", g.finish(job.state, None, f"receiving the result failed: "
+                                                                     f"{type(exc).__name__}: {str(exc)[:200]}")
+                if kind == "state":
+                    done.put((future, value, None))
+                else:
+                    saving = self.savers.submit(g._conclude_timed, *value)
+                    saving.add_done_callback(lambda f, future=future: done.put((future, None, f)))
+
+        threading.Thread(target=consume, daemon=True, name="dask-results").start()
+        for _ in range(len(jobs)):
+            future, state, saving = done.get()
+            self._done[future.key] = (state, saving)
+            yield future
 
     def state(self, future, job) -> dict:
+        state, saving = self._done.pop(future.key)
+        if saving is not None:
+            state, seconds = saving.result()
+            self.stats["save_s"] += seconds
+        return state
+
+    def _receive(self, future, job) -> tuple[str, object]:
+        """("state", final state) for a failed task, else ("save", arguments of grade._conclude)."""
         from distributed import KilledWorker
 
         from attention_course.grading import grade as g
@@ -498,25 +542,23 @@ class DaskPool:
             try:
                 result = future.result()
             except KilledWorker:
-                return g.finish(job.state, None, f"the submission's task killed {ALLOWED_FAILURES + 1} workers in "
-                                                 "a row (KilledWorker); look at it by hand")
+                return "state", g.finish(job.state, None, f"the submission's task killed {ALLOWED_FAILURES + 1} "
+                                                          "workers in a row (KilledWorker); look at it by hand")
             except Exception as exc:  # noqa: BLE001 (a task that failed on the worker: this student's grader error)
-                return g.finish(job.state, None, f"the worker failed: {type(exc).__name__}: {str(exc)[:200]}")
+                return "state", g.finish(job.state, None, f"the worker failed: {type(exc).__name__}: {str(exc)[:200]}")
             why = check_plain(result)
             if why:
-                return g.finish(job.state, None, why)
-            if result.get("error") and not result.get("run"):
-                return g.finish(job.state, None, str(result["error"])[:300])
-            if result.get("error"):  # the relay could not reach the judge: retried on the next run
-                return g.finish(job.state, None, str(result["error"])[:300])
+                return "state", g.finish(job.state, None, why)
+            if result.get("error"):  # no sandbox there, or the relay could not reach the judge: retried next run
+                return "state", g.finish(job.state, None, str(result["error"])[:300])
             judged = self.service.results(token, result.get("run"))
             try:
                 merged = merge(assembled, tests, result, judged)
             except (ValueError, KeyError, TypeError) as exc:
-                return g.finish(job.state, None, f"the worker's result is malformed: {str(exc)[:200]}")
+                return "state", g.finish(job.state, None, f"the worker's result is malformed: {str(exc)[:200]}")
             self.stats["tasks"] += 1
             self.stats["worker_s"] += float(result.get("seconds") or 0)
-            return g._conclude(job.run, job.state, str(job.state_path), root, feedback, merged, None)
+            return "save", (job.run, job.state, str(job.state_path), root, feedback, merged, None)
         finally:
             self.service.forget(token)
             future.release()
@@ -527,7 +569,8 @@ class DaskPool:
         n, c = max(1, self.stats["tasks"]), self.service.counts
         return (f"dask: {self.stats['tasks']} task(s), {c['connections']} judge connection(s), {c['chunks']} "
                 f"relayed chunk(s) ({c['bytes'] / 1e6:.2f} MB), worker {self.stats['worker_s'] / n:.2f} s/notebook, "
-                f"instructor {self.stats['instructor_s'] / n:.3f} s/notebook (merge, score, save, feedback)")
+                f"instructor {self.stats['instructor_s'] / n:.3f} s/notebook serial (receive, merge) + "
+                f"{self.stats['save_s'] / n:.3f} s/notebook in {self.saver_n} saver process(es) (score, save, feedback)")
 
     def close(self) -> None:
         try:
@@ -535,4 +578,5 @@ class DaskPool:
                 print(self.report(), file=self.out)
             self.service.close()
         finally:
+            self.savers.shutdown(cancel_futures=True)
             self.client.close()

@@ -516,6 +516,12 @@ def _conclude(run: dict, state: dict, state_path: str, root: str, feedback: bool
     return state
 
 
+def _conclude_timed(*args) -> tuple[dict, float]:
+    """`_conclude` in a saver process of a cluster run; with the seconds it took."""
+    start = time.monotonic()
+    return _conclude(*args), time.monotonic() - start
+
+
 class LocalPool:
     """This machine: a forkserver process pool, each worker with its leased sandbox uid (the default)."""
 
