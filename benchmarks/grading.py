@@ -2,7 +2,7 @@
 run, on the same machine (not a test: `make bench-grading`).
 
 The class: N students of one assignment (default attention-pooling), answers drawn from the reference, the
-rewritten correct answers and the realistic wrong answers of tools/submissions/. Prints seconds per notebook for
+rewritten correct answers and the realistic wrong answers of tests/submissions/. Prints seconds per notebook for
 each grader, the speedup, and the floor: one sandboxed kernel start + `import torch` (what every graded notebook
 pays at least, per worker).
 

@@ -51,7 +51,7 @@ def root() -> Path:
 def students_for(assignment: str) -> dict[str, tuple[dict, set | None]]:
     """student id -> (answer cells to fill, the test cells expected to lose points; None = all of them)."""
     from attention_course import notebooks as nbt
-    from tools.submissions import for_assignment
+    from submissions import for_assignment
 
     module = for_assignment(assignment)
     reference = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))

@@ -7,7 +7,7 @@ import pytest
 from attention_course import notebooks as nbt
 from attention_course.grading.assemble import tamper_findings
 from conftest import ASSIGNMENTS, ROOT
-from tools.submissions import for_assignment
+from submissions import for_assignment
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

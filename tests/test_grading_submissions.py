@@ -1,4 +1,4 @@
-"""Every simulated submission (tools/submissions/) scores the same under `make grade` as under plain nbgrader.
+"""Every simulated submission (tests/submissions/) scores the same under `make grade` as under plain nbgrader.
 
 Plain `nbgrader autograde` runs the test cells in the student's kernel (tests/test_autograde_class.py); `make
 grade` runs them in the trusted judge, outside the sandboxed kernel, with secret inputs in the hidden blocks.

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from attention_course import notebooks as nbt
 from attention_course.checks import LargestIntermediate
 from conftest import ROOT
-from tools.submissions import efficient_attention as subs
+from submissions import efficient_attention as subs
 
 NOTEBOOK = ROOT / "solutions" / "efficient-attention" / "efficient-attention.ipynb"
 ref = nbt.load_module(NOTEBOOK)

@@ -8,7 +8,7 @@ from torch import nn
 
 from attention_course import notebooks as nbt
 from conftest import ROOT
-from tools.submissions import modern_attention as subs
+from submissions import modern_attention as subs
 
 NOTEBOOK = ROOT / "solutions" / "modern-attention" / "modern-attention.ipynb"
 ref = nbt.load_module(NOTEBOOK)

@@ -117,7 +117,7 @@ def test_provided_attention_equals_d2l_dot_product_attention():
 def test_simulated_correct_answers_equal_the_reference():
     """The simulated submissions' correct answers (and the base of their wrong ones) compute the reference's
     function, so the autograde test judges the mistakes, not the bases. Weights copied by attribute."""
-    from tools.submissions import multi_head as sub
+    from submissions import multi_head as sub
 
     def namespace(*sources):
         ns = {"torch": torch, "nn": nn, "math": __import__("math"),

@@ -1,6 +1,6 @@
 """The visible tests (what a student's Validate runs) catch the realistic mistakes, not only wrong shapes.
 
-For every assignment, each simulated submission of `tools/submissions/<id>.py` is run as the student would run
+For every assignment, each simulated submission of `tests/submissions/<id>.py` is run as the student would run
 it: the released exercise (`exercises/`, hidden tests already removed by nbgrader) with the reference answers
 and that one answer filled in, every cell executed in order, errors noted and execution continued (as Validate
 reports every failing cell). Then:
@@ -29,7 +29,7 @@ import pytest
 
 from attention_course import notebooks as nbt
 from conftest import ASSIGNMENTS, ROOT
-from tools.submissions import for_assignment
+from submissions import for_assignment
 from torch_only import bootstrap, clean_env
 
 # Executes {"name": [[kind, grade_id, source], ...]} and prints {"name": {"failed": [grade_id, ...], "errors": ...}}.

@@ -1,7 +1,9 @@
 """Synthetic classes for the grading tests and benchmarks: a private course copy, and N students whose answers
-are the reference, the rewritten correct answers and the realistic mistakes of tools/submissions/.
+are the reference, the rewritten correct answers and the realistic mistakes of the simulated submissions.
 
-Not published (tools/ stays out of the student repository: these are correct answers)."""
+The simulated submissions stay the data of tests/submissions/<id>.py (the contributing guide and the leak rules
+name that place); they are loaded here by path, as data, so no caller needs tests/ on sys.path. Not published
+(tools/ stays out of the student repository)."""
 from __future__ import annotations
 
 import shutil
@@ -22,13 +24,23 @@ def copy_course(dest: Path) -> Path:
 def build_class(course: Path, assignment: str, students: int) -> None:
     """A course copy whose submitted/ holds `students` notebooks of `assignment` (student000, student001, ...)."""
     from attention_course import notebooks as nbt
-    from tools.submissions import for_assignment
 
     copy_course(course)
     release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
     ref = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
-    module = for_assignment(assignment)
+    module = simulated(assignment)
     variants = [ref, {**ref, **module.CORRECT}] + [{**ref, cell: src} for cell, src, _ in module.WRONG.values()]
     for i in range(students):
         nb = nbt.with_answers(release, variants[i % len(variants)])
         nbt.write(nb, course / "submitted" / f"student{i:03d}" / assignment / f"{assignment}.ipynb")
+
+
+def simulated(assignment: str):
+    """The module tests/submissions/<id_>.py (CORRECT, WRONG) of an assignment, loaded from its file."""
+    import importlib.util
+
+    path = ROOT / "tests" / "submissions" / f"{assignment.replace('-', '_')}.py"
+    spec = importlib.util.spec_from_file_location(f"_simulated_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

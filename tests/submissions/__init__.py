@@ -9,4 +9,4 @@ import importlib
 
 
 def for_assignment(assignment: str):
-    return importlib.import_module(f"tools.submissions.{assignment.replace('-', '_')}")
+    return importlib.import_module(f"submissions.{assignment.replace('-', '_')}")
