@@ -122,6 +122,7 @@ class JudgeService:
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(["attention_course.grading.judge"])
         self.closed = False
+        self._stopping: list[_Job] = []
         self.thread = threading.Thread(target=self._accept, daemon=True, name="judge-service")
         self.thread.start()
 
@@ -148,12 +149,18 @@ class JudgeService:
             return dict(job.results) if job.run == run else {}
 
     def forget(self, token: str) -> None:
+        """The job is done: its token stops working at once; its judge process is ended in the background."""
         with self.lock:
             job = self.jobs.pop(hashlib.sha256(token.encode()).hexdigest(), None)
         if job:
-            self._stop(job)
+            threading.Thread(target=self._stop, args=(job,), daemon=True).start()
+            self._stopping.append(job)
 
     def _stop(self, job: _Job) -> None:
+        with job.start_lock:
+            self._stop_locked(job)
+
+    def _stop_locked(self, job: _Job) -> None:
         if job.process is not None:
             try:
                 job.conn.send(None)
@@ -170,9 +177,9 @@ class JudgeService:
     def close(self) -> None:
         self.closed = True
         self.sock.close()
-        for token_hash in list(self.jobs):
-            job = self.jobs.pop(token_hash)
+        for job in [*self.jobs.values(), *self._stopping]:
             self._stop(job)
+        self.jobs.clear()
 
     def _accept(self) -> None:
         while not self.closed:
@@ -184,7 +191,7 @@ class JudgeService:
 
     def _start(self, job: _Job, run: str) -> None:
         """A fresh judge process for this run of the job (a retried job starts over with a new namespace)."""
-        self._stop(job)
+        self._stop_locked(job)
         job.run, job.results = run, {}
         job.sock_path = str(self.scratch / f"judge-{secrets.token_hex(6)}.sock")
         parent, child = self.ctx.Pipe()
@@ -378,7 +385,9 @@ def merge(assembled, tests: dict[int, tuple[str, str]], result: dict, judged: di
     from attention_course.grading.runner import _judge_outputs
 
     cells = json.loads(result["cells"])
-    nb = nbformat.reads(result["notebook"], as_version=4)
+    nb = nbformat.from_dict(json.loads(result["notebook"]))  # validated when saved, as on the local path
+    if nb.get("nbformat") != 4 or type(nb.get("cells")) is not list:
+        raise ValueError("the worker's notebook is not nbformat 4")
     if type(cells) is not list or len(cells) != len(assembled.cells) or len(nb.cells) != len(assembled.cells) \
             or not all(type(c) is dict for c in cells):
         raise ValueError("the worker's notebook does not match the job")
