@@ -466,6 +466,8 @@ class DaskPool:
 
         for _ in range(self.saver_n):
             self.savers.submit(g._warm)  # the savers import nbconvert while this process plans
+        # merge() needs the runner module (it imports torch): once, in the background, not in the first receive
+        threading.Thread(target=__import__, args=("attention_course.grading.runner",), daemon=True).start()
 
     def payload(self, job, course, opts) -> tuple[dict, str, object, dict]:
         from attention_course.grading import grade as g
