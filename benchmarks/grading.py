@@ -4,7 +4,9 @@ run, on the same machine (not a test: `make bench-grading`).
 The class: N students of one assignment (default attention-pooling), answers drawn from the reference, the
 rewritten correct answers and the realistic wrong answers of tests/submissions/. Prints seconds per notebook for
 each grader, the speedup, and the floor: one sandboxed kernel start + `import torch` (what every graded notebook
-pays at least, per worker).
+pays at least, per worker). Also `make grade` through a Dask LocalCluster on 127.0.0.1 with as many workers: its
+per-notebook overhead against the local pool, the counted traffic (tasks, judge connections, relayed chunks), the
+measured unit costs (a scheduler round trip, a relayed request/reply) and a projection for N workers.
 
     .venv/bin/python benchmarks/grading.py [--students 12] [--jobs N] [--assignment attention-pooling]
 """
