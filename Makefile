@@ -122,9 +122,12 @@ student-repo: venv
 COURSE ?= .
 JOBS ?= 0
 GRADE_FLAGS ?=
+DASK_SCHEDULER ?=
+JUDGE_ADDRESS ?=
 grade: venv
-	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<name> [JOBS=<n>]"; exit 2; }
-	$(BIN)/python -m attention_course.grading --course "$(COURSE)" grade "$(ASSIGNMENT)" --jobs $(JOBS) $(GRADE_FLAGS)
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<name> [JOBS=<n>] [DASK_SCHEDULER=tls://host:8786]"; exit 2; }
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" grade "$(ASSIGNMENT)" --jobs $(JOBS) \
+		$(if $(DASK_SCHEDULER),--scheduler "$(DASK_SCHEDULER)") $(if $(JUDGE_ADDRESS),--judge-address "$(JUDGE_ADDRESS)") $(GRADE_FLAGS)
 
 collect: venv
 	@test -n "$(ASSIGNMENT)" -a -n "$(ZIP)" || { echo "usage: make collect ASSIGNMENT=<name> ZIP=<lms-download.zip>"; exit 2; }

@@ -4,7 +4,9 @@ run, on the same machine (not a test: `make bench-grading`).
 The class: N students of one assignment (default attention-pooling), answers drawn from the reference, the
 rewritten correct answers and the realistic wrong answers of tests/submissions/. Prints seconds per notebook for
 each grader, the speedup, and the floor: one sandboxed kernel start + `import torch` (what every graded notebook
-pays at least, per worker).
+pays at least, per worker). Also `make grade` through a Dask LocalCluster on 127.0.0.1 with as many workers: its
+per-notebook overhead against the local pool, the counted traffic (tasks, judge connections, relayed chunks), the
+measured unit costs (a scheduler round trip, a relayed request/reply) and a projection for N workers.
 
     .venv/bin/python benchmarks/grading.py [--students 12] [--jobs N] [--assignment attention-pooling]
 """
@@ -24,23 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from attention_course import notebooks as nbt  # noqa: E402
-
-
-def build_class(course: Path, assignment: str, students: int) -> None:
-    from conftest import copy_course
-    from submissions import for_assignment
-
-    copy_course(course)
-    release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
-    ref = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
-    module = for_assignment(assignment)
-    variants = [ref, {**ref, **module.CORRECT}] + [{**ref, cell: src} for cell, src, _ in module.WRONG.values()]
-    for i in range(students):
-        nb = nbt.with_answers(release, variants[i % len(variants)])
-        nbt.write(nb, course / "submitted" / f"student{i:03d}" / assignment / f"{assignment}.ipynb")
+from tools.synthetic import build_class  # noqa: E402
 
 
 CPU = {}
@@ -85,6 +72,109 @@ def floor_seconds(repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _noop(x):
+    return x
+
+
+def relay_cost(messages: int = 2000) -> float:
+    """Seconds one request/reply pair costs through the judge relay (two extra socket hops and the relay's
+    copies), measured against the same ping-pong on a direct socket pair."""
+    import socket
+    import threading
+
+    from attention_course.grading.dask_worker import relay
+
+    def pingpong(a, b) -> float:
+        def echo():
+            for _ in range(messages):
+                b.sendall(b.recv(256))
+        t = threading.Thread(target=echo)
+        t.start()
+        start = time.perf_counter()
+        for _ in range(messages):
+            a.sendall(b"x" * 200)
+            got = 0
+            while got < 200:
+                got += len(a.recv(256))
+        t.join()
+        return (time.perf_counter() - start) / messages
+
+    a, b = socket.socketpair()
+    direct = pingpong(a, b)
+    a.close(), b.close()
+    a, inner1 = socket.socketpair()
+    inner2, b = socket.socketpair()
+    stop = threading.Event()
+    t = threading.Thread(target=relay, args=(inner1, inner2, stop.is_set), daemon=True)
+    t.start()
+    relayed = pingpong(a, b)
+    stop.set()
+    for s in (a, b, inner1, inner2):
+        s.close()
+    return max(0.0, relayed - direct)
+
+
+def dask_run(course: Path, args, env: dict, tmp: str) -> tuple[float, str, dict]:
+    """`make grade` through a LocalCluster (scheduler and workers on 127.0.0.1), and the measured unit costs."""
+    from distributed import Client, LocalCluster
+
+    os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # the cluster's worker processes import attention_course
+    with LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, preload=["attention_course.grading.dask_worker"]) as cluster, \
+            Client(cluster) as client:
+        client.submit(_noop, 0, pure=False).result()
+        start = time.perf_counter()
+        for i in range(50):
+            client.submit(_noop, i, pure=False).result()
+        round_trip = (time.perf_counter() - start) / 50
+        denv = {**env, "GRADEBOOK_URL": f"sqlite:///{tmp}/dask.db"}
+        cmd = ["make", "--no-print-directory", "-C", str(ROOT), "grade", f"ASSIGNMENT={args.assignment}",
+               f"COURSE={course}", f"DASK_SCHEDULER={cluster.scheduler_address}", "GRADE_FLAGS=--force --no-progress"]
+        start = time.monotonic()
+        proc = subprocess.run(cmd, cwd=ROOT, env=denv, capture_output=True, text=True)
+        seconds = time.monotonic() - start
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("dask: ")), "")
+    return seconds, line, {"scheduler_round_trip_s": round_trip, "relay_message_s": relay_cost()}
+
+
+def project(line: str, costs: dict, args, out) -> dict:
+    """Notebooks per minute for N workers, from counted traffic and measured unit costs. The instructor's
+    process is the one shared part: per notebook it pays a scheduler round trip, the relay of every judge
+    message, and the merge/score/save/feedback it does itself (measured in the run)."""
+    import re
+
+    m = re.match(r"dask: (\d+) task\(s\), (\d+) judge connection\(s\), (\d+) relayed chunk\(s\).*worker "
+                 r"([\d.]+) s/notebook, instructor ([\d.]+) s/notebook serial.* \+ ([\d.]+) s/notebook in (\d+) "
+                 r"saver", line)
+    if not m:
+        print(f"(no dask statistics line in the output: {line!r})", file=out)
+        return {}
+    tasks, conns, chunks, worker_s = int(m[1]), int(m[2]), int(m[3]), float(m[4])
+    instructor_s, save_s, savers = float(m[5]), float(m[6]), int(m[7])
+    per_nb_chunks = chunks / tasks
+    # a request/reply pair is (at least) two chunks; the relay's cost is charged per pair
+    relay_s = per_nb_chunks / 2 * costs["relay_message_s"]
+    serial = costs["scheduler_round_trip_s"] + relay_s + instructor_s
+    print(f"dask overhead per notebook: scheduler round trip {costs['scheduler_round_trip_s'] * 1e3:.1f} ms "
+          f"(1 task), judge relay {conns / tasks:.0f} connection(s) and {per_nb_chunks:.0f} chunk(s) x "
+          f"{costs['relay_message_s'] * 1e6:.0f} us per request/reply = {relay_s * 1e3:.1f} ms, receive+merge "
+          f"{instructor_s * 1e3:.0f} ms (serial), score+save+feedback {save_s:.2f} s in {savers} saver process(es); "
+          f"a worker spends {worker_s:.2f} s per notebook", file=out)
+    rows = {}
+    limit = min(1 / serial, savers / save_s if save_s else float("inf"))
+    for n in (2, 8, 32, 128):
+        rows[n] = min(n / worker_s, limit) * 60
+    print("projection (notebooks/minute; judge CPU on this machine not counted): " +
+          ", ".join(f"{n} workers {r:.0f}" for n, r in rows.items()) +
+          f"; this machine's side saturates at {limit * 60:.0f}/minute "
+          f"({'the serial receive' if 1 / serial < limit * 1.0001 else f'{savers} saver process(es)'})", file=out)
+    return {"per_notebook_chunks": per_nb_chunks, "relay_s": relay_s, "instructor_serial_s": instructor_s,
+            "save_s": save_s, "savers": savers, "worker_s": worker_s, "serial_s": serial,
+            "notebooks_per_minute": rows}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignment", default="attention-pooling")
@@ -92,7 +182,12 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    import conftest  # noqa: F401 (sets JUPYTER_*/IPYTHONDIR/MPLCONFIGDIR to the build tree, as the tests do)
+    home = ROOT / "_build" / "home"  # Jupyter, IPython and matplotlib write here, as in the tests
+    for var, sub in [("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR", "jupyter-data"),
+                     ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
+                     ("MPLCONFIGDIR", "matplotlib")]:
+        os.environ.setdefault(var, str(home / sub))
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
@@ -114,6 +209,11 @@ def main() -> int:
                       f"COURSE={course}", f"JOBS={args.jobs}", "GRADE_FLAGS=--force --no-progress"], ROOT, fast_env)
         print(f"make grade JOBS={args.jobs} (sandboxed, feedback included): {fast:7.1f} s  = "
               f"{fast / args.students:5.2f} s/notebook", flush=True)
+        dask_s, dask_line, costs = dask_run(course, args, env, tmp)
+        print(f"make grade DASK_SCHEDULER=<LocalCluster on 127.0.0.1, {args.jobs} workers>: {dask_s:7.1f} s  = "
+              f"{dask_s / args.students:5.2f} s/notebook ({(dask_s - fast) / args.students:+.2f} s/notebook "
+              f"against the local pool)", flush=True)
+        projection = project(dask_line, costs, args, out=sys.stdout)
         floor = floor_seconds()
         per_worker = fast * args.jobs / args.students
         print(f"speedup: {plain / fast:.2f}x (load now {os.getloadavg()[0]:.1f}: other users' processes share the cores)")
@@ -124,6 +224,8 @@ def main() -> int:
                 "students": args.students, "jobs": args.jobs, "cores": os.cpu_count(), "plain_s": plain,
                 "make_grade_s": fast, "speedup": plain / fast, "floor_s": floor, "load_at_end": os.getloadavg()[0],
                 "plain_s_per_notebook": plain / args.students, "make_grade_s_per_notebook": fast / args.students,
+                "dask_s": dask_s, "dask_s_per_notebook": dask_s / args.students, "dask_costs": costs,
+                "dask_projection": projection,
                 "machine": platform.platform(), "python": platform.python_version()}, indent=1))
     return 0
 

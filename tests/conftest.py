@@ -23,6 +23,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 os.environ["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ["PATH"]])
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
+from tools.synthetic import copy_course  # noqa: E402,F401 (one definition, shared with benchmarks/)
+
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 # For quick local runs: COURSE_ASSIGNMENTS=scoring-functions,masking restricts the per-assignment tests.
 if os.environ.get("COURSE_ASSIGNMENTS"):
@@ -39,15 +41,6 @@ def run(cmd: list[str], cwd: Path, timeout: float = 1800, check: bool = True) ->
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return proc
-
-
-def copy_course(dest: Path) -> Path:
-    """A private copy of the course (config, solutions, exercises) to run nbgrader in."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "nbgrader_config.py", dest / "nbgrader_config.py")
-    for folder in ("solutions", "exercises"):
-        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    return dest
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--disk", type=float, default=1.0, help="writable space per sandbox in GiB (default 1)")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--no-feedback", action="store_true")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="grade on the Dask cluster of this scheduler (tcp://host:8786, tls://...; default: "
+                        "$DASK_SCHEDULER_ADDRESS, else this machine)")
+    g.add_argument("--judge-address", default=None, metavar="HOST[:PORT]",
+                   help="where the workers reach this machine's judge service (default 127.0.0.1 for a "
+                        "scheduler on this machine)")
+    g.add_argument("--tls-ca-file", default=None, help="Dask TLS: the cluster's CA (else Dask's config)")
+    g.add_argument("--tls-cert", default=None, help="Dask TLS: this client's certificate")
+    g.add_argument("--tls-key", default=None, help="Dask TLS: this client's key")
     c = sub.add_parser("collect", help="place an LMS bulk download (zip) into submitted/")
     c.add_argument("assignment")
     c.add_argument("zip", type=Path)
@@ -61,7 +71,18 @@ def main(argv: list[str] | None = None) -> int:
                        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                        memory_bytes=int(args.memory * 2**30), disk_bytes=int(args.disk * 2**30),
                        progress=not args.no_progress,
-                       feedback=not args.no_feedback)
+                       feedback=not args.no_feedback,
+                       scheduler=args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
+                       judge_address=args.judge_address,
+                       tls={"ca": args.tls_ca_file, "cert": args.tls_cert, "key": args.tls_key})
+        if opts.scheduler:
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                return _fail("grading on a cluster needs dask and distributed (pip install -r requirements.txt)")
+            for name, path in opts.tls.items():
+                if path and not Path(path).is_file():
+                    return _fail(f"--tls-{'ca-file' if name == 'ca' else name}: no such file: {path}")
         return grade(course, opts)
     if args.command == "collect":
         from attention_course.grading.collect import collect, roster_names

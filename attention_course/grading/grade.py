@@ -53,6 +53,9 @@ class Options:
     disk_bytes: int = 2**30           # writable space per sandbox (its folder, and /tmp)
     progress: bool = True
     feedback: bool = True
+    scheduler: str | None = None      # a Dask scheduler's address: grade on that cluster (cluster.py)
+    judge_address: str | None = None  # HOST[:PORT] the judge service listens on, reachable from the workers
+    tls: dict | None = None           # {"ca", "cert", "key"}: the Dask client's TLS files (else Dask's config)
 
 
 def course_secret(course: Course) -> bytes:
@@ -424,6 +427,12 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
         result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
     except Exception as exc:  # noqa: BLE001 (reported per student, never stops the class)
         error = f"{type(exc).__name__}: {exc}"[:300] + "\n" + traceback.format_exc()[-800:]
+    return _conclude(run, state, state_path, root, feedback, result, error)
+
+
+def _conclude(run: dict, state: dict, state_path: str, root: str, feedback: bool, result: dict | None,
+              error: str | None) -> dict:
+    """Score and save one executed notebook (in a local worker, or in this process for a cluster's result)."""
     if result is not None:
         nb = result.pop("notebook")
         nbformat.write(nb, run["executed"])
@@ -450,6 +459,40 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
     return state
 
 
+def _conclude_timed(*args) -> tuple[dict, float]:
+    """`_conclude` in a saver process of a cluster run; with the seconds it took."""
+    start = time.monotonic()
+    return _conclude(*args), time.monotonic() - start
+
+
+class LocalPool:
+    """This machine: a forkserver process pool, each worker with its leased sandbox uid (the default)."""
+
+    def __init__(self, jobs_n: int):
+        ctx = multiprocessing.get_context("forkserver")
+        self.pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker)
+        self.jobs_n = jobs_n
+
+    def describe(self) -> str:
+        return f"{self.jobs_n} sandboxed worker(s)"
+
+    def warm(self) -> None:
+        for _ in range(self.jobs_n):
+            self.pool.submit(_warm)  # the workers import what they need while the parent plans
+
+    def submit(self, job: Job, course: Course, opts: Options):
+        return self.pool.submit(_run, job.run, job.state, str(job.state_path), str(course.root), opts.feedback)
+
+    def as_completed(self, futures):
+        return cf.as_completed(futures)
+
+    def state(self, future, job: Job) -> dict:
+        return future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
 def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     from nbgrader.api import Gradebook
 
@@ -460,29 +503,39 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
     if not sources:
         print(f"error: no source notebooks in {course.source / assignment}/", file=sys.stderr)
         return 2
-    why = available()
+    why = None if opts.scheduler else available()  # on a cluster, the workers sandbox (checked by preflight)
     if why:
         print(f"error: cannot sandbox submissions: {why}", file=sys.stderr)
         return 2
     db_url = course.db_url
-    try:
-        register_assignment(course, db_url, assignment, sources)
-    except RuntimeError as exc:  # nbgrader refuses to change graded cells once submissions are recorded
-        print(f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed after "
-              f"grading began: restore them, or remove the assignment's submissions (`nbgrader db assignment "
-              f"remove {assignment} --force`) and grade again.", file=out)
-        return 2
-    cell_timeout = opts.cell_timeout or course.cell_timeout
-    jobs_n = opts.jobs or os.cpu_count() or 1
     scratch = Path(tempfile.mkdtemp(prefix="grading-"))
     os.chmod(scratch, 0o755)
-    started = time.monotonic()
-    ctx = multiprocessing.get_context("forkserver")
-    pool = cf.ProcessPoolExecutor(max_workers=jobs_n, mp_context=ctx, initializer=_init_worker)
+    pool = None
     try:
+        if opts.scheduler:  # first, so that a wrong address fails at once and changes nothing
+            from attention_course.grading.cluster import DaskPool, SetupError
+
+            try:
+                pool = DaskPool(opts, scratch, out)
+            except SetupError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        try:
+            register_assignment(course, db_url, assignment, sources)
+        except RuntimeError as exc:  # nbgrader refuses to change graded cells once submissions are recorded
+            print(f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed "
+                  f"after grading began: restore them, or remove the assignment's submissions (`nbgrader db "
+                  f"assignment remove {assignment} --force`) and grade again.", file=out)
+            return 2
+        cell_timeout = opts.cell_timeout or course.cell_timeout
+        jobs_n = opts.jobs or os.cpu_count() or 1
+        started = time.monotonic()
+        if pool is None:
+            pool = LocalPool(jobs_n)
         return _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeout)
     finally:
-        pool.shutdown(cancel_futures=True)
+        if pool is not None:
+            pool.close()
         if os.environ.get("GRADING_KEEP_SCRATCH"):  # for debugging the grader: kernels' logs and notebooks
             print(f"scratch kept in {scratch}", file=out)
         else:
@@ -497,8 +550,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
     refused: list[tuple[str, str]] = []
     students = roster(course, db_url, refused)
     expected = {p.stem for p in sources}
-    for _ in range(jobs_n):
-        pool.submit(_warm)  # the workers import what they need while the parent plans
+    pool.warm()
     secret = course_secret(course)
     plans: list[Job] = []
     done_states: dict[tuple[str, str], dict] = {}
@@ -531,18 +583,17 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
                     complete(job, gb)
         todo = [p for p in plans if p.run]
         if todo:
-            print(f"grading {len(todo)} notebook(s) of {assignment} with {jobs_n} sandboxed worker(s)"
+            print(f"grading {len(todo)} notebook(s) of {assignment} with {pool.describe()}"
                   f" ({len(plans) - len(todo)} already graded or nothing to run)", file=out, flush=True)
             bar = None
             if opts.progress:
                 from tqdm import tqdm
                 bar = tqdm(total=len(todo), unit="nb", desc=assignment, file=sys.stderr, dynamic_ncols=True)
-            futures = {pool.submit(_run, job.run, job.state, str(job.state_path), str(course.root), opts.feedback): job
-                       for job in todo}
-            for future in cf.as_completed(futures):
+            futures = {pool.submit(job, course, opts): job for job in todo}
+            for future in pool.as_completed(futures):
                 job = futures[future]
                 try:
-                    job.state = future.result()
+                    job.state = pool.state(future, job)
                 except Exception as exc:  # noqa: BLE001 (a broken worker: retried on the next run)
                     job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
                 failures += job.state["status"] == "grader error"

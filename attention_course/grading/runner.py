@@ -58,7 +58,28 @@ class CappedClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
-async def execute(job: dict) -> dict:
+class LocalLink:
+    """The judge in this process (`make grade` on this machine): it accepts the agent's connection on the unix
+    listener and runs the test cell's source itself."""
+
+    wait_ok = True  # the kernel's turn ends soon after a passed test: wait for it a little longer
+
+    def __init__(self, job: dict, listener: socket.socket):
+        self.judge = Judge(listener, set(job.get("student_names", [])), bytes.fromhex(job.get("judge_key", "")))
+
+    def locked(self, index: int, source: str) -> None:
+        self.judge.run_locked(source)
+
+    def test(self, index: int, gid: str, source: str, timeout: int) -> dict:
+        return self.judge.run_test(gid, source, timeout)
+
+    def abandon(self) -> None:
+        self.judge.abandon()
+
+
+async def execute(job: dict, link_factory=None) -> dict:
+    """Run the notebook `job["notebook"]`. `link_factory(job, listener)` gives the judge link (default: the
+    judge in this process, `LocalLink`); a remote link relays the agent's connection to a judge elsewhere."""
     nb = nbformat.read(job["notebook"], as_version=4)
     limits = Limits(**job.get("limits", {}))
     uid = int(job["uid"])
@@ -98,7 +119,7 @@ async def execute(job: dict) -> dict:
     listener.bind(sock_path)
     os.chmod(sock_path, 0o666)
     listener.listen(1)
-    judge = Judge(listener, set(job.get("student_names", [])), bytes.fromhex(job.get("judge_key", "")))
+    judge = (link_factory or LocalLink)(job, listener)
     serve_source = f"__import__('attention_course.grading.agent', fromlist=['serve']).serve({sock_path!r})"
     tested = False
     try:
@@ -126,7 +147,7 @@ async def execute(job: dict) -> dict:
                     continue
                 client.timeout = timeout
                 if origin == "source":
-                    judge.run_locked(cell.source)
+                    judge.locked(index, cell.source)
                 try:
                     await client.async_execute_cell(cell, index, execution_count=index + 1)
                 except DeadKernelError:
@@ -179,12 +200,12 @@ def _judge_outputs(judged: dict) -> list:
     return outputs
 
 
-async def _judge_turn(client, km, judge: Judge, cell, index: int, serve_source: str, timeout: int):
+async def _judge_turn(client, km, judge, cell, index: int, serve_source: str, timeout: int):
     """One test cell: the kernel serves the judge while the judge runs the test here. Returns (result, died)."""
     serve = nbformat.v4.new_code_cell(serve_source)
     client.timeout = timeout + 15  # the judge's own deadline comes first
     kernel_turn = asyncio.ensure_future(client.async_execute_cell(serve, index, execution_count=index + 1))
-    judging = asyncio.ensure_future(asyncio.to_thread(judge.run_test, cell.metadata["nbgrader"]["grade_id"],
+    judging = asyncio.ensure_future(asyncio.to_thread(judge.test, index, cell.metadata["nbgrader"]["grade_id"],
                                                       cell.source, timeout))
     await asyncio.wait({kernel_turn, judging}, return_when=asyncio.FIRST_COMPLETED)
     if not judging.done():
@@ -194,7 +215,8 @@ async def _judge_turn(client, km, judge: Judge, cell, index: int, serve_source: 
     judged = await judging
     died = None
     if not kernel_turn.done():  # after `end` the agent returns at once; a kernel still busy is interrupted
-        done, _ = await asyncio.wait({kernel_turn}, timeout=2 if judged["status"] == "ok" else 0.2)
+        done, _ = await asyncio.wait({kernel_turn}, timeout=2 if judged["status"] == "ok" or
+                                      (judged["status"] == "judged" and judge.wait_ok) else 0.2)
         if not done:
             try:
                 await km.interrupt_kernel()
@@ -210,6 +232,9 @@ async def _judge_turn(client, km, judge: Judge, cell, index: int, serve_source: 
         died = f"kernel failed: {type(exc).__name__}"
     if died is None and not await km.is_alive():
         died = "kernel died"
+    if judged["status"] == "judged":  # judged elsewhere (a remote link): the instructor's grader fills it in
+        cell.outputs = []
+        return {"status": "judged"}, died
     cell.outputs = _judge_outputs(judged)
     result = {"status": judged["status"]}
     if judged["status"] != "ok":
