@@ -23,17 +23,6 @@ SOLUTION_END = "### END SOLUTION"
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
 
-# Where Jupyter, IPython and matplotlib keep their state: variable -> folder name below a private home. Set by
-# the Makefile (_build/home), the tests and benchmarks (their scratch homes) and the grading sandbox (/tmp).
-PRIVATE_HOME = {"JUPYTER_CONFIG_DIR": "jupyter-config", "JUPYTER_DATA_DIR": "jupyter-data",
-                "JUPYTER_RUNTIME_DIR": "jupyter-runtime", "IPYTHONDIR": "ipython", "MPLCONFIGDIR": "matplotlib"}
-
-
-def private_home(home: str | Path) -> dict[str, str]:
-    """The environment variables that keep Jupyter, IPython and matplotlib state under `home`, not $HOME."""
-    return {var: f"{home}/{sub}" for var, sub in PRIVATE_HOME.items()}
-
-
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 

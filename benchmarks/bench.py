@@ -42,6 +42,7 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from attention_course import notebooks as nbt  # noqa: E402
+from attention_course.jupyter_env import private_home  # noqa: E402
 from attention_course.measure import peak_bytes, seconds  # noqa: E402
 
 NUM_HEADS, HEAD_SIZE, BATCH = 4, 32, 2
@@ -196,7 +197,7 @@ def _run(cmd, cwd, env=None):
 
 def _env(home: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYDEVD_DISABLE_FILE_VALIDATION="1")
-    for var, value in nbt.private_home(home).items():
+    for var, value in private_home(home).items():
         env.setdefault(var, value)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
     return env

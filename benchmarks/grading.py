@@ -30,19 +30,11 @@ sys.path.insert(0, str(ROOT))
 from tools.synthetic import build_class  # noqa: E402
 
 
-CPU = {}
-
-
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:
-    """Wall seconds of the command; its CPU seconds (all waited-for descendants) go to CPU[label]."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall seconds of the command (which must succeed)."""
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU["last"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return seconds

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 HOME = ROOT / "_build" / "home"
 sys.path.insert(0, str(ROOT))
-from attention_course.notebooks import private_home  # noqa: E402 (the checkout's package, before any install)
+from attention_course.jupyter_env import private_home  # noqa: E402 (the checkout's package, before any install)
 
 for var, value in private_home(HOME).items():
     os.environ.setdefault(var, value)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from attention_course import notebooks as nbt
+from attention_course.jupyter_env import private_home
 from conftest import ASSIGNMENTS, ROOT, VENV_BIN
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -56,7 +57,7 @@ def lab(tmp_path_factory):
     home = tmp / "home"
     env = dict(os.environ)
     lab = {"JUPYTERLAB_SETTINGS_DIR": f"{home}/lab-settings", "JUPYTERLAB_WORKSPACES_DIR": f"{home}/lab-workspaces"}
-    for var, folder in {**nbt.private_home(home), **lab}.items():
+    for var, folder in {**private_home(home), **lab}.items():
         Path(folder).mkdir(parents=True, exist_ok=True)
         env[var] = folder
     env["HOME"] = str(home)

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from attention_course.notebooks import private_home
+from attention_course.jupyter_env import private_home
 
 BOOTSTRAP = r'''
 import importlib.metadata as _md

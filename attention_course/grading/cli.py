@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from attention_course.grading.course import Course
+from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 
 
 def _fail(message: str) -> int:
@@ -25,9 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--force", action="store_true", help="regrade even submissions already graded unchanged")
     g.add_argument("--trust", default="", help="comma-separated students whose review flags (static scan) you cleared: no longer listed")
     g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: c.Execute.timeout)")
-    g.add_argument("--notebook-timeout", type=int, default=600, help="seconds per notebook (default 600)")
-    g.add_argument("--memory", type=float, default=8.0, help="memory limit per sandbox in GiB (default 8)")
-    g.add_argument("--disk", type=float, default=1.0, help="writable space per sandbox in GiB (default 1)")
+    g.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_SECONDS,
+                   help=f"seconds per notebook (default {NOTEBOOK_SECONDS})")
+    g.add_argument("--memory", type=float, default=Limits.memory_bytes / 2**30,
+                   help=f"memory limit per sandbox in GiB (default {Limits.memory_bytes / 2**30:g})")
+    g.add_argument("--disk", type=float, default=Limits.disk_bytes / 2**30,
+                   help=f"writable space per sandbox in GiB (default {Limits.disk_bytes / 2**30:g})")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--no-feedback", action="store_true")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",

@@ -30,6 +30,7 @@ import nbformat
 
 from attention_course.grading.dask_worker import HELLO_MAX, PLAIN, relay
 from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
+from attention_course.grading.records import RunStatus
 
 PLACEHOLDER = "# test cell: judged by the instructor's grader (its source is not sent to workers)\n"
 ALLOWED_FAILURES = 2    # a submission that kills this many workers ends as that student's grader error
@@ -258,7 +259,7 @@ class JudgeService:
         except (socket.timeout, OSError, ssl.SSLError):
             go = b""
         if go != b"C":  # the kernel's agent never connected to the worker: as Judge.run_test says it locally
-            job.results[index] = {"status": "error", "ename": "KernelLost",
+            job.results[index] = {"status": RunStatus.ERROR, "ename": "KernelLost",
                                   "evalue": "your kernel did not answer the grader", "stdout": ""}
             return
         job.conn.send(("test", index, timeout))
@@ -274,7 +275,7 @@ class JudgeService:
         if job.conn.poll(timeout + 60):
             judged = job.conn.recv()
         else:
-            judged = {"status": "error", "ename": "KernelLost", "evalue": "the grader's judge did not finish",
+            judged = {"status": RunStatus.ERROR, "ename": "KernelLost", "evalue": "the grader's judge did not finish",
                       "stdout": ""}
         job.results[index] = judged
         with self.lock:
@@ -398,14 +399,14 @@ def merge(assembled, tests: dict[int, tuple[str, str]], result: dict, judged: di
         info = cells[index]
         if info.get("status") != "judged":
             cells[index] = {k: v for k, v in info.items() if k in ("status", "seconds")}
-            if cells[index].get("status") not in ("not run",):
-                cells[index]["status"] = "not run"
+            if cells[index].get("status") != RunStatus.NOT_RUN:
+                cells[index]["status"] = RunStatus.NOT_RUN
             continue
-        out = judged.get(index) or {"status": "error", "ename": "KernelLost",
+        out = judged.get(index) or {"status": RunStatus.ERROR, "ename": "KernelLost",
                                     "evalue": "the worker's relay never reached the grader's judge", "stdout": ""}
         cell.outputs = _judge_outputs(out)
         entry = {"status": out["status"]}
-        if out["status"] != "ok":
+        if out["status"] != RunStatus.OK:
             entry.update(ename=out.get("ename", "Error"), evalue=out.get("evalue", ""))
         if "seconds" in info:
             entry["seconds"] = info["seconds"]

@@ -32,7 +32,9 @@ from attention_course.grading.course import Course
 from attention_course.grading.gradebook import record, register_assignment, roster
 from attention_course.grading.ids import escape
 from attention_course.grading.records import CellStatus, RunStatus
+from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 from attention_course.grading.records import NotebookStatus as Status
+from attention_course.grading.records import overall
 from attention_course.grading.course import atomic_write
 
 GRADER_VERSION = "2"  # 2: test cells judged outside the kernel
@@ -48,9 +50,9 @@ class Options:
     force: bool = False
     trust: set[str] = field(default_factory=set)     # students whose review flags the instructor cleared
     cell_timeout: int | None = None
-    notebook_timeout: int = 600
-    memory_bytes: int = 8 * 2**30     # per sandbox (cgroup)
-    disk_bytes: int = 2**30           # writable space per sandbox (its folder, and /tmp)
+    notebook_timeout: int = NOTEBOOK_SECONDS
+    memory_bytes: int = Limits.memory_bytes        # per sandbox (cgroup)
+    disk_bytes: int = Limits.disk_bytes            # writable space per sandbox (its folder, and /tmp)
     progress: bool = True
     feedback: bool = True
     scheduler: str | None = None      # a Dask scheduler's address: grade on that cluster (cluster.py)
@@ -439,7 +441,7 @@ def _conclude(run: dict, state: dict, state_path: str, root: str, feedback: bool
         if str(result.get("died") or "").startswith("kernel could not run"):
             result, error = None, result["died"]
     state = finish(state, result, error)
-    if state["status"] != "grader error":
+    if state["status"] != Status.GRADER_ERROR:
         import signal
 
         def too_slow(signum, frame):
@@ -559,7 +561,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
 
     def complete(job: Job, gb) -> None:
         state = job.state
-        if state.get("status") != "grader error" and not state.get("reused") and not state.pop("saved", False):
+        if state.get("status") != Status.GRADER_ERROR and not state.get("reused") and not state.pop("saved", False):
             save(course, state, job.state_path, None, opts.feedback)
         done_states[job.student, job.notebook] = state
         write_student(gb, job.student)
@@ -568,7 +570,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
         states = {p.stem: done_states.get((student, p.stem)) for p in sources}
         if any(s is None for s in states.values()):
             return  # the student's other notebooks are still running
-        if all(s["status"] == "no submission" for s in states.values()):
+        if all(s["status"] == Status.NO_SUBMISSION for s in states.values()):
             gb.update_or_create_student(student)
             return
         ts = times.get(student)  # from `make collect`, never from a file the student uploaded
@@ -596,7 +598,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
                     job.state = pool.state(future, job)
                 except Exception as exc:  # noqa: BLE001 (a broken worker: retried on the next run)
                     job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
-                failures += job.state["status"] == "grader error"
+                failures += job.state["status"] == Status.GRADER_ERROR
                 complete(job, gb)
                 if bar:
                     bar.update(1)
@@ -618,9 +620,8 @@ def print_summary(course, assignment, students, sources, states, seconds, execut
         sts = [states[student, p.stem] for p in sources]
         score = sum(s["score"] for s in sts)
         max_score = sum(s["max_score"] for s in sts)
-        status = "graded" if all(s["status"] == "graded" for s in sts) else \
-            next(s["status"] for s in sts if s["status"] != "graded")
-        kind = "graded" if status == "graded" else "failed"
+        status = overall([s["status"] for s in sts])
+        kind = "graded" if status == Status.GRADED else "failed"
         counts[kind] = counts.get(kind, 0) + 1
         reason = escape(" | ".join(s["reason"] + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "")
                                    for s in sts), 600)

@@ -41,6 +41,7 @@ from attention_course import checks
 from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
 from attention_course.grading import wire
 from attention_course.grading.ids import escape
+from attention_course.grading.records import RunStatus
 
 MAX_TEST_OUTPUT = 64 * 1024
 
@@ -346,7 +347,7 @@ class Judge:
         """Run one test cell against the kernel whose agent connects to `listener` within `timeout` seconds."""
         self.deadline = time.monotonic() + timeout
         out = io.StringIO()
-        result = {"status": "ok"}
+        result = {"status": RunStatus.OK}
         try:
             self.abandoned = False
             self.listener.settimeout(0.2)
@@ -374,13 +375,13 @@ class Judge:
                     else:
                         exec(compiled, self.ns)
         except KernelLost as exc:
-            result = {"status": "timeout" if "timed out" in str(exc) else "error", "ename": "KernelLost",
+            result = {"status": RunStatus.TIMEOUT if "timed out" in str(exc) else RunStatus.ERROR, "ename": "KernelLost",
                       "evalue": str(exc)}
         except BaseException as exc:  # noqa: BLE001 (any failure of the test code is the test failing)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            result = {"status": "error", "ename": type(exc).__name__[:60], "evalue": message[:500]}
+            result = {"status": RunStatus.ERROR, "ename": type(exc).__name__[:60], "evalue": message[:500]}
         finally:
             checks._REMOTE.stack = None
             if self.sock is not None:

@@ -41,6 +41,7 @@ class RunStatus(StrEnum):
     TIMEOUT = "timeout"
     NOT_RUN = "not run"
     RAN = "ran"
+    JUDGED = "judged"                  # on a cluster worker: a test whose result only the instructor's judge holds
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Executing one assembled notebook: the student's cells in the sandboxed kernel, the test cells in the judge.
 
-`python -m attention_course.grading.runner JOB.json` reads the job (written by the grader) and goes through the
+`execute(job)` (called by a grading worker, grade.py, or a cluster worker, dask_worker.py) goes through the
 notebook in order. The student's cells and the locked set-up cells run in the kernel (set-up cells also in the
 judge). A test cell never reaches the kernel: the kernel is sent one line that makes its agent answer the judge
 (agent.py), and the trusted judge (judge.py) runs the test's source here. A test cell's result is the judge's:
 `ok` when its code ran to the end, else `error` (the judge's own message), `timeout`, or `not run` after the
 kernel died. What the kernel replies (status, errors) is never read for scores. Outputs of the student's cells
 are kept only for cells that ran before the first test; test cells show the judge's output. Outputs are capped
-(per cell and in total) so a flood cannot exhaust memory. RESULT.json is written atomically.
+(per cell and in total) so a flood cannot exhaust memory.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from attention_course.grading.course import atomic_write
 from attention_course.grading.judge import Judge
+from attention_course.grading.records import RunStatus
 from attention_course.grading.sandbox import Limits, Sandbox, SandboxCgroup, reap, scratch_mount, scratch_unmount
 
 TRUNCATED = "\n[grader: output truncated]\n"
@@ -109,7 +110,7 @@ async def execute(job: dict, link_factory=None) -> dict:
                           interrupt_on_timeout=True, allow_errors=True,
                           error_on_timeout={"ename": "CellTimeoutError", "evalue": "cell timed out"}, record_timing=False,
                           shutdown_kernel="immediate", kernel_name="")
-    cells: list[dict] = [{"status": "not run"} for _ in nb.cells]
+    cells: list[dict] = [{"status": RunStatus.NOT_RUN} for _ in nb.cells]
     started = time.monotonic()
     deadline = started + job["notebook_timeout"]
     died = None
@@ -129,7 +130,7 @@ async def execute(job: dict, link_factory=None) -> dict:
                 is_test = origin == "source" and cell.cell_type == "code" and \
                     bool(cell.metadata.get("nbgrader", {}).get("grade"))
                 if cell.cell_type != "code" or not cell.source.strip():
-                    cells[index] = {"status": "ok"}
+                    cells[index] = {"status": RunStatus.OK}
                     continue
                 left = deadline - time.monotonic()
                 if left <= 1:
@@ -159,7 +160,7 @@ async def execute(job: dict, link_factory=None) -> dict:
                 finally:
                     if tested and origin != "source":  # after a test, the student's output is not shown
                         cell.outputs = []
-                cells[index] = {"status": "ran", "seconds": round(time.monotonic() - t0, 2)}
+                cells[index] = {"status": RunStatus.RAN, "seconds": round(time.monotonic() - t0, 2)}
                 if not await km.is_alive():
                     died = "kernel died"
                     break
@@ -194,7 +195,7 @@ def _judge_outputs(judged: dict) -> list:
     outputs = []
     if judged.get("stdout"):
         outputs.append(nbformat.v4.new_output("stream", name="stdout", text=judged["stdout"]))
-    if judged["status"] != "ok":
+    if judged["status"] != RunStatus.OK:
         outputs.append(nbformat.v4.new_output("error", ename=judged.get("ename", "Error"),
                                               evalue=judged.get("evalue", ""), traceback=[]))
     return outputs
@@ -215,7 +216,7 @@ async def _judge_turn(client, km, judge, cell, index: int, serve_source: str, ti
     judged = await judging
     died = None
     if not kernel_turn.done():  # after `end` the agent returns at once; a kernel still busy is interrupted
-        done, _ = await asyncio.wait({kernel_turn}, timeout=2 if judged["status"] == "ok" or
+        done, _ = await asyncio.wait({kernel_turn}, timeout=2 if judged["status"] == RunStatus.OK or
                                       (judged["status"] == "judged" and judge.wait_ok) else 0.2)
         if not done:
             try:
@@ -234,23 +235,9 @@ async def _judge_turn(client, km, judge, cell, index: int, serve_source: str, ti
         died = "kernel died"
     if judged["status"] == "judged":  # judged elsewhere (a remote link): the instructor's grader fills it in
         cell.outputs = []
-        return {"status": "judged"}, died
+        return {"status": RunStatus.JUDGED}, died
     cell.outputs = _judge_outputs(judged)
     result = {"status": judged["status"]}
-    if judged["status"] != "ok":
+    if judged["status"] != RunStatus.OK:
         result.update(ename=judged.get("ename", "Error"), evalue=judged.get("evalue", ""))
     return result, died
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = argv if argv is not None else sys.argv[1:]
-    job = json.loads(Path(argv[0]).read_text())
-    result = asyncio.run(execute(job))
-    nb = result.pop("notebook")
-    nbformat.write(nb, job["executed"])
-    atomic_write(Path(job["result"]), json.dumps(result, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attention_course.notebooks import private_home
+from attention_course.jupyter_env import private_home
 
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
@@ -37,6 +37,9 @@ UID_RANGE = 4096
 LOCK_DIR = Path("/run/lock/attention-course-sandbox") if Path("/run/lock").is_dir() else \
     Path("/tmp/attention-course-sandbox-locks")
 CGROUP_NAME = "attention-course-sandbox"
+
+
+NOTEBOOK_SECONDS = 600  # wall-clock seconds one notebook may take (the default of `make grade`)
 
 
 @dataclass
