@@ -1,4 +1,5 @@
 """nbgrader configuration of the course (read from the course root, by the CLI and by JupyterLab's extension)."""
+
 import os
 
 c = get_config()  # noqa: F821 (provided by nbgrader)

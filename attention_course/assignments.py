@@ -9,6 +9,7 @@ so the points, the graded test cells and the signatures on the site are always t
 `exercises/<id>/<id>.ipynb` (the notebook students download): nothing is typed twice. Only the student version is
 read (never `solutions/`), so nothing here can show a reference answer or a hidden test.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,8 @@ STUB_LINES = ("# YOUR CODE HERE", "raise NotImplementedError")
 @dataclass
 class Part:
     title: str
-    answers: dict[str, str] = field(default_factory=dict)     # grade_id -> answer cell source (student version)
-    tests: dict[str, float] = field(default_factory=dict)     # grade_id -> points
+    answers: dict[str, str] = field(default_factory=dict)  # grade_id -> answer cell source (student version)
+    tests: dict[str, float] = field(default_factory=dict)  # grade_id -> points
 
     @property
     def points(self) -> float:
@@ -112,6 +113,7 @@ def signatures_markdown(assignment: str, root: str | Path = ROOT) -> str:
 def overview_markdown(root: str | Path = ROOT) -> str:
     """One row per released assignment: its title, parts and points."""
     rows = ["| Assignment | Notebook | Parts | Points |", "|---|---|---:|---:|"]
+
     def chapter_order(path):  # "Assignment 2 — ..." before "Assignment 10 — ..."; unnumbered last, by name
         number = re.match(r"Assignment\s+(\d+)", title(path.parent.name, root))
         return (int(number.group(1)) if number else 10**6, path.parent.name)
@@ -121,13 +123,16 @@ def overview_markdown(root: str | Path = ROOT) -> str:
         if path.stem != assignment:
             continue
         ps = parts(assignment, root)
-        rows.append(f"| {title(assignment, root)} | `exercises/{assignment}/{assignment}.ipynb` | {len(ps)} | "
-                    f"{_num(sum(p.points for p in ps))} |")
+        rows.append(
+            f"| {title(assignment, root)} | `exercises/{assignment}/{assignment}.ipynb` | {len(ps)} | "
+            f"{_num(sum(p.points for p in ps))} |"
+        )
     return "\n".join(rows)
 
 
 def _display(markdown: str):
     from IPython.display import Markdown
+
     return Markdown(markdown)
 
 

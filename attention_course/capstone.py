@@ -6,6 +6,7 @@ asserts its exact-match accuracy on held-out sequences. The modules are d2l's (`
 `d2l.MultiHeadAttention`, `d2l.PositionWiseFFN`, `d2l.AddNorm`), which the tests prove equal to the contract's
 definitions and to PyTorch's `nn.MultiheadAttention`; the instructor's reference answers are never imported.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,26 +25,28 @@ from tqdm import tqdm
 
 def _d2l():
     from d2l import torch as d2l  # imported on first use: it costs seconds
+
     return d2l
 
 
 @dataclass(frozen=True)
 class Config:
     """Everything that determines a training run (same config + same seed = same model, on the CPU)."""
-    seq_len: int = 8            # digits per sequence
-    vocab_size: int = 10        # digits 0..9
+
+    seq_len: int = 8  # digits per sequence
+    vocab_size: int = 10  # digits 0..9
     num_hiddens: int = 32
     num_heads: int = 4
     num_layers: int = 2
     ffn_hiddens: int = 64
     dropout: float = 0.0
-    train_size: int = 20000     # distinct training sequences
-    test_size: int = 2000       # held-out sequences, none of them in the training set
+    train_size: int = 20000  # distinct training sequences
+    test_size: int = 2000  # held-out sequences, none of them in the training set
     batch_size: int = 128
     epochs: int = 4
     lr: float = 3e-3
     seed: int = 0
-    threads: int = 1            # torch.set_num_threads while training: one thread is fastest for a model this small
+    threads: int = 1  # torch.set_num_threads while training: one thread is fastest for a model this small
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -57,10 +60,10 @@ def reversal_data(config: Config) -> tuple[tuple[torch.Tensor, torch.Tensor], tu
     """
     g = torch.Generator().manual_seed(config.seed)
     X = torch.randint(0, config.vocab_size, (config.train_size + 2 * config.test_size, config.seq_len), generator=g)
-    X_train = X[:config.train_size]
+    X_train = X[: config.train_size]
     seen = {tuple(row) for row in X_train.tolist()}
-    held_out = [i for i, row in enumerate(X[config.train_size:].tolist()) if tuple(row) not in seen]
-    X_test = X[config.train_size:][held_out[:config.test_size]]
+    held_out = [i for i, row in enumerate(X[config.train_size :].tolist()) if tuple(row) not in seen]
+    X_test = X[config.train_size :][held_out[: config.test_size]]
     return (X_train, X_train.flip(-1)), (X_test, X_test.flip(-1))
 
 
@@ -76,8 +79,8 @@ class EncoderBlock(nn.Module):
         self.ffn = d2l.PositionWiseFFN(ffn_hiddens, num_hiddens)
         self.addnorm2 = d2l.AddNorm(num_hiddens, dropout)
 
-    def forward(self, X):                                      # X: (batch, steps, num_hiddens)
-        Y = self.addnorm1(X, self.attention(X, X, X, None))    # self-attention: queries = keys = values = X
+    def forward(self, X):  # X: (batch, steps, num_hiddens)
+        Y = self.addnorm1(X, self.attention(X, X, X, None))  # self-attention: queries = keys = values = X
         return self.addnorm2(Y, self.ffn(Y))
 
 
@@ -90,26 +93,28 @@ class ReversalModel(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.num_hiddens)
         self.pos_encoding = d2l.PositionalEncoding(config.num_hiddens, config.dropout)
-        self.blocks = nn.ModuleList(EncoderBlock(config.num_hiddens, config.num_heads, config.ffn_hiddens,
-                                                 config.dropout) for _ in range(config.num_layers))
+        self.blocks = nn.ModuleList(
+            EncoderBlock(config.num_hiddens, config.num_heads, config.ffn_hiddens, config.dropout)
+            for _ in range(config.num_layers)
+        )
         self.head = nn.Linear(config.num_hiddens, config.vocab_size)
         with torch.no_grad():  # d2l's layers are lazy: one forward pass gives them their shapes
             self(torch.zeros(1, config.seq_len, dtype=torch.long))
 
-    def forward(self, X):                                      # X: (batch, steps) digits
+    def forward(self, X):  # X: (batch, steps) digits
         # d2l scales the embedding by sqrt(num_hiddens) before adding positions; we do not, so that positions
         # (which this task is all about) are as loud as the digits: training then escapes its plateau at once
-        H = self.pos_encoding(self.embedding(X))                # (batch, steps, num_hiddens)
+        H = self.pos_encoding(self.embedding(X))  # (batch, steps, num_hiddens)
         for block in self.blocks:
-            H = block(H)                                       # (batch, steps, num_hiddens)
-        return self.head(H)                                    # (batch, steps, vocab_size) logits
+            H = block(H)  # (batch, steps, num_hiddens)
+        return self.head(H)  # (batch, steps, vocab_size) logits
 
     def attention_weights(self) -> list[torch.Tensor]:
         """Per layer, the last forward pass's weights as (batch, heads, queries, keys)."""
         heads = self.config.num_heads
         out = []
         for block in self.blocks:
-            w = block.attention.attention.attention_weights    # (batch * heads, n_q, n_k), head-major
+            w = block.attention.attention.attention_weights  # (batch * heads, n_q, n_k), head-major
             out.append(w.reshape(-1, heads, *w.shape[-2:]).detach())
         return out
 
@@ -125,10 +130,10 @@ def exact_match(model: ReversalModel, X: torch.Tensor, Y: torch.Tensor) -> float
 class Result:
     model: ReversalModel
     config: Config
-    accuracy: float             # exact-match on the held-out sequences
-    seconds: float              # training time (printed, never asserted)
-    losses: list[float]         # mean training loss per epoch
-    step_losses: list[float]    # training loss of every step
+    accuracy: float  # exact-match on the held-out sequences
+    seconds: float  # training time (printed, never asserted)
+    losses: list[float]  # mean training loss per epoch
+    step_losses: list[float]  # training loss of every step
 
 
 def train(config: Config = Config(), progress: bool = True) -> Result:
@@ -141,8 +146,9 @@ def train(config: Config = Config(), progress: bool = True) -> Result:
         model = ReversalModel(config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         steps_per_epoch = math.ceil(len(X_train) / config.batch_size)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=0.2,
-                                                       total_steps=config.epochs * steps_per_epoch)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, pct_start=0.2, total_steps=config.epochs * steps_per_epoch
+        )
         loss_fn = nn.CrossEntropyLoss()
         g = torch.Generator().manual_seed(config.seed + 1)
         losses, step_losses = [], []
@@ -152,8 +158,8 @@ def train(config: Config = Config(), progress: bool = True) -> Result:
             order = torch.randperm(len(X_train), generator=g)
             total = 0.0
             for i in range(0, len(X_train), config.batch_size):
-                idx = order[i:i + config.batch_size]
-                logits = model(X_train[idx])                       # (batch, steps, vocab)
+                idx = order[i : i + config.batch_size]
+                logits = model(X_train[idx])  # (batch, steps, vocab)
                 loss = loss_fn(logits.reshape(-1, config.vocab_size), Y_train[idx].reshape(-1))
                 optimizer.zero_grad()
                 loss.backward()
@@ -183,13 +189,19 @@ def trained(config: Config = Config(), progress: bool = True) -> Result:
         saved = torch.load(path, weights_only=False)
         model = ReversalModel(config)
         model.load_state_dict(saved["state_dict"])
-        return Result(model.eval(), config, saved["accuracy"], saved["seconds"], saved["losses"],
-                      saved["step_losses"])
+        return Result(model.eval(), config, saved["accuracy"], saved["seconds"], saved["losses"], saved["step_losses"])
     result = train(config, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": copy.deepcopy(result.model.state_dict()), "accuracy": result.accuracy,
-                "seconds": result.seconds, "losses": result.losses,
-                "step_losses": result.step_losses}, tmp)
+    torch.save(
+        {
+            "state_dict": copy.deepcopy(result.model.state_dict()),
+            "accuracy": result.accuracy,
+            "seconds": result.seconds,
+            "losses": result.losses,
+            "step_losses": result.step_losses,
+        },
+        tmp,
+    )
     tmp.replace(path)
     return result

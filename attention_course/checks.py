@@ -13,6 +13,7 @@ in a sandboxed kernel. There `forbid` and `LargestIntermediate` do not watch the
 judge is active (`_REMOTE.stack` is a list), entering them only marks the student calls made inside the block,
 and the kernel applies the same checks around each such call (attention_course/grading/agent.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +23,23 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-SOFTMAX = ("softmax", "log_softmax", "_softmax", "_log_softmax", "_safe_softmax", "special_softmax",
-           "special_log_softmax")
-SDPA = ("scaled_dot_product_attention", "multi_head_attention_forward", "_native_multi_head_attention",
-        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math",
-        "_fused_sdp_choice")
+SOFTMAX = (
+    "softmax",
+    "log_softmax",
+    "_softmax",
+    "_log_softmax",
+    "_safe_softmax",
+    "special_softmax",
+    "special_log_softmax",
+)
+SDPA = (
+    "scaled_dot_product_attention",
+    "multi_head_attention_forward",
+    "_native_multi_head_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_attention_math",
+    "_fused_sdp_choice",
+)
 
 
 _REMOTE = threading.local()  # .stack: the judge's list of checks active around student calls (None: in-process)

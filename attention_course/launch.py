@@ -15,6 +15,7 @@ course's environment), it uses the student repository's copy (the clone that nbg
 `git clone` beside the notebook) by putting it on `sys.path`, and installs d2l without its pins (as the course's
 environment does). In the course's environment and on Binder (`binder/requirements.txt`) it does nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SETUP_CELL_ID = "launch-setup"
 NEEDS_SETUP = re.compile(r"^\s*(?:from|import)\s+(?:attention_course|d2l)\b", re.M)
 
-SETUP_TEMPLATE = '''\
+SETUP_TEMPLATE = """\
 # Set-up of this launch copy (not part of the book's page). Where the course's packages are not installed (Colab,
 # a JupyterHub without the course's environment), use the student repository's `attention_course` and install d2l
 # without its pins. In the course's environment and on Binder this does nothing.
@@ -46,7 +47,7 @@ if importlib.util.find_spec("attention_course") is None:
     sys.path.insert(0, str(repo))
 if importlib.util.find_spec("d2l") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", {d2l}], check=True)
-    importlib.invalidate_caches()'''
+    importlib.invalidate_caches()"""
 
 
 def repository(root: Path = ROOT) -> tuple[str, str]:
@@ -90,8 +91,12 @@ def d2l_requirement(root: Path = ROOT) -> str:
 
 def setup_source(root: Path = ROOT) -> str:
     url, branch = repository(root)
-    return SETUP_TEMPLATE.format(url=json.dumps(url), branch=json.dumps(branch),
-                                 folder=json.dumps(github_parts(url)[1]), d2l=json.dumps(d2l_requirement(root)))
+    return SETUP_TEMPLATE.format(
+        url=json.dumps(url),
+        branch=json.dumps(branch),
+        folder=json.dumps(github_parts(url)[1]),
+        d2l=json.dumps(d2l_requirement(root)),
+    )
 
 
 def code_sources(nb) -> list[str]:

@@ -4,6 +4,7 @@ A leak (see the course's decisions): any hidden-test line, or any 3 consecutive 
 block, found in the site, in `exercises/`, in feedback or in the student repository. Lines are compared with
 their whitespace collapsed, so re-indented or syntax-highlighted copies are found too.
 """
+
 from __future__ import annotations
 
 import html
@@ -20,9 +21,9 @@ BOILERPLATE = re.compile(r"^with torch\.(no_grad|inference_mode)\(\):$")
 
 @dataclass(frozen=True)
 class Secret:
-    where: str      # notebook and cell it comes from
-    kind: str       # "hidden test" or "reference answer"
-    text: str       # one line (hidden tests) or three joined lines (answers), whitespace collapsed
+    where: str  # notebook and cell it comes from
+    kind: str  # "hidden test" or "reference answer"
+    text: str  # one line (hidden tests) or three joined lines (answers), whitespace collapsed
 
 
 def _squash(line: str) -> str:
@@ -53,7 +54,7 @@ def secrets(solutions_dir: str | Path) -> list[Secret]:
                 if len(lines) < 3:
                     found.append(Secret(where, "reference answer", "\n".join(lines)))
                 for i in range(len(lines) - 2):
-                    found.append(Secret(where, "reference answer", "\n".join(lines[i:i + 3])))
+                    found.append(Secret(where, "reference answer", "\n".join(lines[i : i + 3])))
     return found
 
 
@@ -65,6 +66,7 @@ def text_of(path: Path) -> str:
         raw = html.unescape(re.sub(r"<[^>]+>", "", raw))
     elif path.suffix == ".ipynb":
         import json
+
         try:
             nb = json.loads(raw)
             parts = []

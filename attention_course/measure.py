@@ -10,6 +10,7 @@ and by `benchmarks/`).
   frees before returning (the scratch blocks of `F.scaled_dot_product_attention`'s CPU flash kernel) is not
   seen, so on the CPU SDPA's figure is a lower bound.
 """
+
 from __future__ import annotations
 
 import time
@@ -77,7 +78,7 @@ def peak_bytes(fn, device="cpu") -> int:
 
 def naive_attention(queries, keys, values, causal=False):
     """Textbook attention: the whole (n_q, n_k) score matrix, then softmax, then the weighted sum."""
-    scores = queries @ keys.transpose(-2, -1) / queries.shape[-1] ** 0.5    # (B, n_q, n_k)
+    scores = queries @ keys.transpose(-2, -1) / queries.shape[-1] ** 0.5  # (B, n_q, n_k)
     if causal:
         n_q, n_k = scores.shape[-2:]
         future = torch.ones(n_q, n_k, dtype=torch.bool, device=scores.device).triu(1)

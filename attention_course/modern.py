@@ -16,6 +16,7 @@ written out by hand, with its own conventions (a cache that is exactly `(K, V)`)
   and sliding window, `forward(x, cache=None) -> (out, cache)` with `cache = KVCache(keys, values, next_pos)`.
 - `TinyLM` and `generate(model, prompt, steps, use_cache)`: greedy decoding with or without the cache.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -38,8 +39,8 @@ def _angles(n: int, d: int, positions, base: float) -> torch.Tensor:
 def rope_complex(x: torch.Tensor, positions=None, base: float = 10000.0) -> torch.Tensor:
     """Interleaved RoPE as complex multiplication (the layout of the RoFormer paper and of the assignment)."""
     d = x.shape[-1]
-    angles = _angles(x.shape[-2], d, positions, base).float()                      # (n, d/2)
-    phase = torch.polar(torch.ones_like(angles), angles)                          # unit complex numbers
+    angles = _angles(x.shape[-2], d, positions, base).float()  # (n, d/2)
+    phase = torch.polar(torch.ones_like(angles), angles)  # unit complex numbers
     as_complex = torch.view_as_complex(x.float().reshape(*x.shape[:-1], d // 2, 2).contiguous())
     return torch.view_as_real(as_complex * phase).reshape(x.shape).to(x.dtype)
 
@@ -47,7 +48,7 @@ def rope_complex(x: torch.Tensor, positions=None, base: float = 10000.0) -> torc
 def rope_rotate_half(x: torch.Tensor, positions=None, base: float = 10000.0) -> torch.Tensor:
     """Half-split RoPE (GPT-NeoX, Hugging Face Llama): features j and j + d/2 form pair j."""
     d = x.shape[-1]
-    angles = _angles(x.shape[-2], d, positions, base).float().repeat(1, 2)   # (n, d): the d/2 angles twice
+    angles = _angles(x.shape[-2], d, positions, base).float().repeat(1, 2)  # (n, d): the d/2 angles twice
     first, second = x.chunk(2, dim=-1)
     return x * angles.cos() + torch.cat((-second, first), dim=-1) * angles.sin()
 
@@ -58,14 +59,14 @@ def interleaved_to_half(d: int) -> torch.Tensor:
 
 
 class KVCache(NamedTuple):
-    keys: torch.Tensor      # (batch, groups, cached steps, head_dim), after RoPE
-    values: torch.Tensor    # (batch, groups, cached steps, head_dim)
-    next_pos: int           # absolute position of the next token
+    keys: torch.Tensor  # (batch, groups, cached steps, head_dim), after RoPE
+    values: torch.Tensor  # (batch, groups, cached steps, head_dim)
+    next_pos: int  # absolute position of the next token
 
 
 def allowed_keys(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | None = None) -> torch.Tensor:
     """Bool (n_q, n_k): key at absolute position key_pos[j] visible to the query at query_pos[i] (True = attend)."""
-    behind = query_pos[:, None] - key_pos[None, :]          # how many steps back each key is
+    behind = query_pos[:, None] - key_pos[None, :]  # how many steps back each key is
     visible = behind >= 0
     return visible if window is None else visible & (behind < window)
 
@@ -73,29 +74,32 @@ def allowed_keys(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | N
 class CachedAttention(nn.Module):
     """Causal self-attention with `groups` key/value heads for `heads` query heads (SDPA does the attention)."""
 
-    def __init__(self, d_model: int, heads: int, groups: int, rope_base: float | None = None,
-                 window: int | None = None):
+    def __init__(
+        self, d_model: int, heads: int, groups: int, rope_base: float | None = None, window: int | None = None
+    ):
         super().__init__()
         self.heads, self.groups, self.head_dim = heads, groups, d_model // heads
         self.rope_base, self.window = rope_base, window
         self.q = nn.Linear(d_model, d_model, bias=False)
-        self.kv = nn.Linear(d_model, 2 * groups * self.head_dim, bias=False)   # keys and values in one matrix
+        self.kv = nn.Linear(d_model, 2 * groups * self.head_dim, bias=False)  # keys and values in one matrix
         self.o = nn.Linear(d_model, d_model, bias=False)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None):
         batch, n, _ = x.shape
         start = 0 if cache is None else cache.next_pos
         pos = torch.arange(start, start + n, device=x.device)
-        q = self.q(x).unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)           # (batch, heads, n, hd)
-        k, v = self.kv(x).unflatten(-1, (2, self.groups, self.head_dim)).permute(2, 0, 3, 1, 4)  # (batch, groups, n, hd)
+        q = self.q(x).unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)  # (batch, heads, n, hd)
+        k, v = (
+            self.kv(x).unflatten(-1, (2, self.groups, self.head_dim)).permute(2, 0, 3, 1, 4)
+        )  # (batch, groups, n, hd)
         if self.rope_base is not None:
             q, k = rope_complex(q, pos, self.rope_base), rope_complex(k, pos, self.rope_base)
         if cache is not None:
             k, v = torch.cat((cache.keys, k), dim=2), torch.cat((cache.values, v), dim=2)
-        key_pos = torch.arange(start + n - k.shape[2], start + n, device=x.device)         # absolute positions
-        mask = allowed_keys(pos, key_pos, self.window)                                     # bottom-right aligned
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)      # (batch, heads, n, hd)
-        if self.window is not None:       # later tokens never look further back than window - 1 steps
+        key_pos = torch.arange(start + n - k.shape[2], start + n, device=x.device)  # absolute positions
+        mask = allowed_keys(pos, key_pos, self.window)  # bottom-right aligned
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)  # (batch, heads, n, hd)
+        if self.window is not None:  # later tokens never look further back than window - 1 steps
             first_kept = max(k.shape[2] - (self.window - 1), 0)
             k, v = k[:, :, first_kept:], v[:, :, first_kept:]
         return self.o(out.transpose(1, 2).flatten(2)), KVCache(k, v, start + n)
@@ -141,12 +145,12 @@ def generate(model: TinyLM, prompt: torch.Tensor, steps: int, use_cache: bool = 
     feed = prompt
     for _ in range(steps):
         if use_cache:
-            logits, caches = model(feed, caches)      # only the new tokens; the past comes from the caches
+            logits, caches = model(feed, caches)  # only the new tokens; the past comes from the caches
         else:
-            logits, _ = model(tokens)                 # the whole sequence, every step
+            logits, _ = model(tokens)  # the whole sequence, every step
         last = logits[:, -1]
         logits_seen.append(last)
-        feed = last.argmax(-1, keepdim=True)          # (batch, 1)
+        feed = last.argmax(-1, keepdim=True)  # (batch, 1)
         tokens = torch.cat((tokens, feed), dim=1)
     return tokens, torch.stack(logits_seen, dim=1)
 

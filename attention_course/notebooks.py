@@ -9,6 +9,7 @@ Conventions of a course notebook (see `solutions/`):
 - set-up cells (imports, modules provided from earlier assignments) are `locked: true` with no points;
 - cells without nbgrader metadata are prose and demonstrations.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,8 +66,11 @@ def test_cells(nb) -> dict[str, nbformat.NotebookNode]:
 
 def points(nb) -> dict[str, float]:
     """grade_id -> points of every graded cell."""
-    return {nbgrader_meta(c)["grade_id"]: float(nbgrader_meta(c).get("points", 0))
-            for c in nb.cells if nbgrader_meta(c).get("grade")}
+    return {
+        nbgrader_meta(c)["grade_id"]: float(nbgrader_meta(c).get("points", 0))
+        for c in nb.cells
+        if nbgrader_meta(c).get("grade")
+    }
 
 
 def strip_markers(source: str) -> str:

@@ -4,6 +4,7 @@
 matrices of *different* shapes side by side with their values written in the cells, for worked examples where
 the reader follows each number (a query, its keys, the weights, the context vector).
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -19,15 +20,27 @@ def show_matrices(matrices: dict, *, cmap: str = "Reds", decimals: int = 2, cell
     mats = {name: (m.unsqueeze(0) if m.dim() == 1 else m) for name, m in mats.items()}
     widths = [m.shape[1] for m in mats.values()]
     height = max(m.shape[0] for m in mats.values())
-    fig, axes = plt.subplots(1, len(mats), figsize=(cell * sum(widths) + 1.2 * len(mats), cell * height + 1.4),
-                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(mats),
+        figsize=(cell * sum(widths) + 1.2 * len(mats), cell * height + 1.4),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+    )
     for ax, (name, m) in zip(axes[0], mats.items()):
         ax.imshow(m.numpy(), cmap=cmap, aspect="equal")
         scale = m.abs().max().item() or 1.0
         for (i, j), value in zip(((i, j) for i in range(m.shape[0]) for j in range(m.shape[1])), m.flatten()):
             v = value.item()
-            ax.text(j, i, f"{v:.{decimals}f}", ha="center", va="center", fontsize=8,
-                    color="white" if abs(v) > 0.6 * scale and cmap in ("Reds", "Blues", "viridis") else "black")
+            ax.text(
+                j,
+                i,
+                f"{v:.{decimals}f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if abs(v) > 0.6 * scale and cmap in ("Reds", "Blues", "viridis") else "black",
+            )
         ax.set_title(f"{name}\n{tuple(m.shape)}", fontsize=9)
         ax.set_xticks(range(m.shape[1]))
         ax.set_yticks(range(m.shape[0]))

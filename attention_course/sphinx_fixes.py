@@ -18,6 +18,7 @@
 
 Fixes of the theme's own widgets, which are made in the browser, are in `_static/accessibility.js`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,6 +56,7 @@ def _note_exercise_dependencies(app, docname, source):
     if "attention_course.assignments" not in source[0]:
         return
     from attention_course import assignments
+
     root = Path(app.srcdir)
     for path in [Path(assignments.__file__), *sorted((root / "exercises").glob("*/*.ipynb"))]:
         app.env.note_dependency(str(path.resolve()))  # for the document being read (env.docname)
@@ -75,7 +77,7 @@ def _launch_the_ipynb_copies(app, pagename, templatename, context, doctree):
     for group in groups:
         for button in group.get("buttons", []):
             url = button.get("url")
-            if url is None or ipynb in url:   # Thebe's button has no URL; an .ipynb beside the source: already used
+            if url is None or ipynb in url:  # Thebe's button has no URL; an .ipynb beside the source: already used
                 continue
             if url.count(md) != 1:
                 raise ExtensionError(f"{pagename}: launch URL does not name the page's source {md} once: {url}")

@@ -17,6 +17,7 @@ Performance page; the book build never runs this script).
 Options: --lengths 256 512 1024, --repeats 3, --threads 1, --skip-book, --skip-grading, --students 3, --out PATH,
 --decode-lengths 128 256 512 1024, --decode-only (measure (c) alone and replace its part of an existing results file).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,16 +56,24 @@ def machine() -> dict:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             return None
+
     cpu = platform.processor() or ""
     try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
+        cpu = next(
+            l.split(":", 1)[1].strip()
+            for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "host": platform.node(), "os": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(),
+        "os": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": {n: version(n) for n in ("torch", "d2l", "nbgrader", "jupyter-book", "numpy")},
@@ -81,8 +90,9 @@ def implementations(device):
         mod = nbt.load_module(course_mha, "course_multi_head")
         impls["course MultiHeadAttention"] = lambda: mod.MultiHeadAttention(NUM_HIDDENS, NUM_HEADS, 0.0)
     impls["d2l.MultiHeadAttention"] = lambda: d2l.MultiHeadAttention(NUM_HIDDENS, NUM_HEADS, 0.0)
-    online = nbt.load_module(ROOT / "solutions" / "efficient-attention" / "efficient-attention.ipynb",
-                             "course_efficient_attention").online_softmax_attention
+    online = nbt.load_module(
+        ROOT / "solutions" / "efficient-attention" / "efficient-attention.ipynb", "course_efficient_attention"
+    ).online_softmax_attention
 
     def module_case(factory):
         def make(n):
@@ -91,6 +101,7 @@ def implementations(device):
             with torch.no_grad():
                 module(x, x, x, None)  # lazy layers get their shapes
             return (lambda: module(x, x, x, None)), [x, *module.parameters()]
+
         return make
 
     cases = {name: module_case(f) for name, f in impls.items()}
@@ -99,16 +110,19 @@ def implementations(device):
         module = nn.MultiheadAttention(NUM_HIDDENS, NUM_HEADS, bias=False, batch_first=True).to(device).eval()
         x = torch.randn(BATCH, n, NUM_HIDDENS, device=device, requires_grad=True)
         return (lambda: module(x, x, x, need_weights=False)[0]), [x, *module.parameters()]
+
     cases["torch.nn.MultiheadAttention"] = torch_mha
 
     def sdpa(n):
         q, k, v = (torch.randn(BATCH, NUM_HEADS, n, HEAD_SIZE, device=device, requires_grad=True) for _ in range(3))
         return (lambda: F.scaled_dot_product_attention(q, k, v)), [q, k, v]
+
     cases["F.scaled_dot_product_attention"] = sdpa
 
     def online_case(n):
         q, k, v = (torch.randn(BATCH * NUM_HEADS, n, HEAD_SIZE, device=device, requires_grad=True) for _ in range(3))
         return (lambda: online(q, k, v, block_size=64)), [q, k, v]
+
     cases["online_softmax_attention (b=64)"] = online_case
     return cases
 
@@ -131,13 +145,17 @@ def bench_attention(lengths, repeats, devices):
                         t.grad = None
                     fn().sum().backward()
 
-                rows.append({
-                    "device": device, "implementation": name, "n": n,
-                    "forward_ms": 1e3 * seconds(forward, repeats=repeats, device=device),
-                    "forward_backward_ms": 1e3 * seconds(train_step, repeats=repeats, device=device),
-                    "forward_peak_mib": peak_bytes(forward, device=device) / 2**20,
-                    "forward_backward_peak_mib": peak_bytes(train_step, device=device) / 2**20,
-                })
+                rows.append(
+                    {
+                        "device": device,
+                        "implementation": name,
+                        "n": n,
+                        "forward_ms": 1e3 * seconds(forward, repeats=repeats, device=device),
+                        "forward_backward_ms": 1e3 * seconds(train_step, repeats=repeats, device=device),
+                        "forward_peak_mib": peak_bytes(forward, device=device) / 2**20,
+                        "forward_backward_peak_mib": peak_bytes(train_step, device=device) / 2**20,
+                    }
+                )
     # ratios to SDPA, same device, same n, same run
     base = {(r["device"], r["n"]): r for r in rows if r["implementation"] == "F.scaled_dot_product_attention"}
     for r in rows:
@@ -157,30 +175,45 @@ def bench_decode(lengths, repeats, devices) -> dict:
         model = TinyLM(vocab=1000, d_model=256, layers=4, heads=8, groups=2).to(device).eval()
         with torch.no_grad():
             for n in tqdm(lengths, desc=f"decode on {device}"):
-                tokens = torch.randint(0, 1000, (1, n + 1), device=device)      # (batch, steps)
+                tokens = torch.randint(0, 1000, (1, n + 1), device=device)  # (batch, steps)
                 _, caches = model(tokens[:, :n])
-                for mode, step in (("recompute", lambda: model(tokens)),
-                                   ("kv cache", lambda: model(tokens[:, n:], caches))):
+                for mode, step in (
+                    ("recompute", lambda: model(tokens)),
+                    ("kv cache", lambda: model(tokens[:, n:], caches)),
+                ):
                     t = seconds(step, repeats=repeats, device=device)
-                    steps.append({"device": device, "n": n, "mode": mode, "ms_per_token": t * 1e3,
-                                  "tokens_per_s": 1.0 / t})
+                    steps.append(
+                        {"device": device, "n": n, "mode": mode, "ms_per_token": t * 1e3, "tokens_per_s": 1.0 / t}
+                    )
         layers, tokens_run = 32, 16
         for name, groups in (("MHA", 32), ("GQA", 8), ("MQA", 1)):
             layer = CachedAttention(4096, 32, groups).to(device=device, dtype=torch.bfloat16).eval()
             with torch.no_grad():
                 _, cache = layer(torch.randn(1, tokens_run, 4096, device=device, dtype=torch.bfloat16))
-            per_token.append({"device": device, "attention": name, "kv_heads": groups,
-                              "kib_per_token": layers * cache_bytes([cache]) / tokens_run / 2**10})
+            per_token.append(
+                {
+                    "device": device,
+                    "attention": name,
+                    "kv_heads": groups,
+                    "kib_per_token": layers * cache_bytes([cache]) / tokens_run / 2**10,
+                }
+            )
             del layer, cache
-    return {"model": "TinyLM(vocab=1000, d_model=256, layers=4, heads=8, groups=2), batch 1",
-            "cache_model": "32 layers x 32 query heads x 128, bfloat16 (Llama 2 7B)",
-            "steps": steps, "cache_per_token": per_token}
+    return {
+        "model": "TinyLM(vocab=1000, d_model=256, layers=4, heads=8, groups=2), batch 1",
+        "cache_model": "32 layers x 32 query heads x 128, bfloat16 (Llama 2 7B)",
+        "steps": steps,
+        "cache_per_token": per_token,
+    }
 
 
 def _print_decode(decode: dict) -> None:
     print(f"\nDecode ({decode['model']}): one step after n tokens")
     for r in decode["steps"]:
-        print(f"  {r['device']:5} n={r['n']:5d} {r['mode']:10} {r['ms_per_token']:8.2f} ms {r['tokens_per_s']:9.1f} tokens/s")
+        print(
+            f"  {r['device']:5} n={r['n']:5d} {r['mode']:10} {r['ms_per_token']:8.2f} ms "
+            f"{r['tokens_per_s']:9.1f} tokens/s"
+        )
     print(f"KV cache per token ({decode['cache_model']}):")
     for r in decode["cache_per_token"]:
         print(f"  {r['device']:5} {r['attention']} ({r['kv_heads']:2d} key/value heads): {r['kib_per_token']:6.0f} KiB")
@@ -191,7 +224,9 @@ def _run(cmd, cwd, env=None):
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     took = time.perf_counter() - start
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return took
 
 
@@ -210,11 +245,22 @@ def bench_book(tmp: Path) -> dict:
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy2(ROOT / name, copy / name)
     for folder in ("book", "attention_course", "benchmarks"):
-        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        shutil.copytree(
+            ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+        )
     env = _env(tmp / "home")
     env["PYTHONPATH"] = str(copy)
     env["CAPSTONE_CACHE"] = str(copy / "_build" / "capstone")
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "--builder", "html", "-W", "-n", "--keep-going"]
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter-book"),
+        "build",
+        ".",
+        "--builder",
+        "html",
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     pages = len(list((copy / "book").rglob("*.md")))
     cold = _run(cmd, copy, env)
     warm = _run(cmd, copy, env)
@@ -236,12 +282,15 @@ def bench_grading(tmp: Path, students: int) -> list[dict]:
         release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
         answers = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
         for s in range(students):
-            nbt.write(nbt.with_answers(release, answers),
-                      course / "submitted" / f"student{s}" / assignment / f"{assignment}.ipynb")
+            nbt.write(
+                nbt.with_answers(release, answers),
+                course / "submitted" / f"student{s}" / assignment / f"{assignment}.ipynb",
+            )
         _run([nbgrader, "generate_assignment", assignment, "--force", db], course, env)
         took = _run([nbgrader, "autograde", assignment, "--force", db], course, env)
-        rows.append({"assignment": assignment, "notebooks": students, "seconds": took,
-                     "seconds_per_notebook": took / students})
+        rows.append(
+            {"assignment": assignment, "notebooks": students, "seconds": took, "seconds_per_notebook": took / students}
+        )
     return rows
 
 
@@ -259,12 +308,19 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=3)
     parser.add_argument("--skip-book", action="store_true")
     parser.add_argument("--skip-grading", action="store_true")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for (a); 1 by default: timings on a shared machine are steadier")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for (a); 1 by default: timings on a shared machine are steadier",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     parser.add_argument("--decode-lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
-    parser.add_argument("--decode-only", action="store_true",
-                        help="measure (c) only and replace results['decode'] in --out (the rest is kept)")
+    parser.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="measure (c) only and replace results['decode'] in --out (the rest is kept)",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -280,19 +336,32 @@ def main(argv=None) -> int:
         _restamp(args.out, "DECODE_STAMP", results["decode"]["machine"]["date"])
         print(f"\nwrote {args.out} (decode part only, {results['decode']['machine']['bench_seconds']:.0f} s)")
         return 0
-    results = {"machine": machine(), "settings": {"lengths": args.lengths, "repeats": args.repeats,
-                                                  "batch": BATCH, "heads": NUM_HEADS, "head_size": HEAD_SIZE,
-                                                  "students": args.students}}
+    results = {
+        "machine": machine(),
+        "settings": {
+            "lengths": args.lengths,
+            "repeats": args.repeats,
+            "batch": BATCH,
+            "heads": NUM_HEADS,
+            "head_size": HEAD_SIZE,
+            "students": args.students,
+        },
+    }
     start = time.perf_counter()
     results["attention"] = bench_attention(args.lengths, args.repeats, devices)
     print("\nAttention (ratios to F.scaled_dot_product_attention, same device, same run):")
-    print(f"{'device':6} {'n':>5} {'implementation':34} {'fwd ms':>9} {'x SDPA':>7} {'fwd+bwd ms':>11} {'x SDPA':>7} "
-          f"{'fwd MiB':>8} {'x SDPA':>7} {'f+b MiB':>8} {'x SDPA':>7}")
+    print(
+        f"{'device':6} {'n':>5} {'implementation':34} {'fwd ms':>9} {'x SDPA':>7} {'fwd+bwd ms':>11} {'x SDPA':>7} "
+        f"{'fwd MiB':>8} {'x SDPA':>7} {'f+b MiB':>8} {'x SDPA':>7}"
+    )
     for r in results["attention"]:
-        print(f"{r['device']:6} {r['n']:5d} {r['implementation']:34} {r['forward_ms']:9.2f} {r['forward_ms_vs_sdpa']:7.2f} "
-              f"{r['forward_backward_ms']:11.2f} {r['forward_backward_ms_vs_sdpa']:7.2f} {r['forward_peak_mib']:8.2f} "
-              f"{r['forward_peak_mib_vs_sdpa'] or 0:7.2f} {r['forward_backward_peak_mib']:8.2f} "
-              f"{r['forward_backward_peak_mib_vs_sdpa'] or 0:7.2f}")
+        print(
+            f"{r['device']:6} {r['n']:5d} {r['implementation']:34} {r['forward_ms']:9.2f} "
+            f"{r['forward_ms_vs_sdpa']:7.2f} "
+            f"{r['forward_backward_ms']:11.2f} {r['forward_backward_ms_vs_sdpa']:7.2f} {r['forward_peak_mib']:8.2f} "
+            f"{r['forward_peak_mib_vs_sdpa'] or 0:7.2f} {r['forward_backward_peak_mib']:8.2f} "
+            f"{r['forward_backward_peak_mib_vs_sdpa'] or 0:7.2f}"
+        )
     decode_start = time.perf_counter()
     results["decode"] = bench_decode(args.decode_lengths, args.repeats, devices)
     results["decode"]["machine"] = {**machine(), "bench_seconds": time.perf_counter() - decode_start}
@@ -301,14 +370,18 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         if not args.skip_book:
             results["book"] = bench_book(tmp)
-            print(f"\nBook: cold build {results['book']['cold_seconds']:.1f} s, warm rebuild "
-                  f"{results['book']['warm_seconds']:.1f} s ({results['book']['pages']} pages)")
+            print(
+                f"\nBook: cold build {results['book']['cold_seconds']:.1f} s, warm rebuild "
+                f"{results['book']['warm_seconds']:.1f} s ({results['book']['pages']} pages)"
+            )
         if not args.skip_grading:
             results["grading"] = bench_grading(tmp, args.students)
             print("\nGrading (plain nbgrader autograde, reference answers):")
             for r in results["grading"]:
-                print(f"  {r['assignment']:24} {r['notebooks']} notebooks in {r['seconds']:6.1f} s = "
-                      f"{r['seconds_per_notebook']:5.1f} s per notebook")
+                print(
+                    f"  {r['assignment']:24} {r['notebooks']} notebooks in {r['seconds']:6.1f} s = "
+                    f"{r['seconds_per_notebook']:5.1f} s per notebook"
+                )
     results["machine"]["bench_seconds"] = time.perf_counter() - start
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     _restamp(args.out, "RESULTS_STAMP", results["machine"]["date"])

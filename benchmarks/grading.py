@@ -10,6 +10,7 @@ measured unit costs (a scheduler round trip, a relayed request/reply) and a proj
 
     .venv/bin/python benchmarks/grading.py [--students 12] [--jobs N] [--assignment attention-pooling]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,15 @@ def floor_seconds(repeats: int = 3) -> float:
         d = Path(tempfile.mkdtemp(prefix="floor-"))
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch")])
         nbformat.write(nb, str(d / "in.ipynb"))
-        job = {"notebook": str(d / "in.ipynb"), "package_dir": str(ROOT / "attention_course"),
-               "work_dir": str(d / "work"), "ipc_dir": str(d / "ipc"), "uid": uid, "cell_timeout": 120,
-               "notebook_timeout": 300}
+        job = {
+            "notebook": str(d / "in.ipynb"),
+            "package_dir": str(ROOT / "attention_course"),
+            "work_dir": str(d / "work"),
+            "ipc_dir": str(d / "ipc"),
+            "uid": uid,
+            "cell_timeout": 120,
+            "notebook_timeout": 300,
+        }
         start = time.monotonic()
         result = asyncio.run(runner.execute(job))
         times.append(time.monotonic() - start)
@@ -80,6 +87,7 @@ def relay_cost(messages: int = 2000) -> float:
         def echo():
             for _ in range(messages):
                 b.sendall(b.recv(256))
+
         t = threading.Thread(target=echo)
         t.start()
         start = time.perf_counter()
@@ -111,17 +119,34 @@ def dask_run(course: Path, args, env: dict, tmp: str) -> tuple[float, str, dict]
     from distributed import Client, LocalCluster
 
     os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # the cluster's worker processes import attention_course
-    with LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, preload=["attention_course.grading.dask_worker"]) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=args.jobs,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            preload=["attention_course.grading.dask_worker"],
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.submit(_noop, 0, pure=False).result()
         start = time.perf_counter()
         for i in range(50):
             client.submit(_noop, i, pure=False).result()
         round_trip = (time.perf_counter() - start) / 50
         denv = {**env, "GRADEBOOK_URL": f"sqlite:///{tmp}/dask.db"}
-        cmd = ["make", "--no-print-directory", "-C", str(ROOT), "grade", f"ASSIGNMENT={args.assignment}",
-               f"COURSE={course}", f"DASK_SCHEDULER={cluster.scheduler_address}", "GRADE_FLAGS=--force --no-progress"]
+        cmd = [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(ROOT),
+            "grade",
+            f"ASSIGNMENT={args.assignment}",
+            f"COURSE={course}",
+            f"DASK_SCHEDULER={cluster.scheduler_address}",
+            "GRADE_FLAGS=--force --no-progress",
+        ]
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=ROOT, env=denv, capture_output=True, text=True)
         seconds = time.monotonic() - start
@@ -137,9 +162,12 @@ def project(line: str, costs: dict, args, out) -> dict:
     message, and the merge/score/save/feedback it does itself (measured in the run)."""
     import re
 
-    m = re.match(r"dask: (\d+) task\(s\), (\d+) judge connection\(s\), (\d+) relayed chunk\(s\).*worker "
-                 r"([\d.]+) s/notebook, instructor ([\d.]+) s/notebook serial.* \+ ([\d.]+) s/notebook in (\d+) "
-                 r"saver", line)
+    m = re.match(
+        r"dask: (\d+) task\(s\), (\d+) judge connection\(s\), (\d+) relayed chunk\(s\).*worker "
+        r"([\d.]+) s/notebook, instructor ([\d.]+) s/notebook serial.* \+ ([\d.]+) s/notebook in (\d+) "
+        r"saver",
+        line,
+    )
     if not m:
         print(f"(no dask statistics line in the output: {line!r})", file=out)
         return {}
@@ -149,22 +177,35 @@ def project(line: str, costs: dict, args, out) -> dict:
     # a request/reply pair is (at least) two chunks; the relay's cost is charged per pair
     relay_s = per_nb_chunks / 2 * costs["relay_message_s"]
     serial = costs["scheduler_round_trip_s"] + relay_s + instructor_s
-    print(f"dask overhead per notebook: scheduler round trip {costs['scheduler_round_trip_s'] * 1e3:.1f} ms "
-          f"(1 task), judge relay {conns / tasks:.0f} connection(s) and {per_nb_chunks:.0f} chunk(s) x "
-          f"{costs['relay_message_s'] * 1e6:.0f} us per request/reply = {relay_s * 1e3:.1f} ms, receive+merge "
-          f"{instructor_s * 1e3:.0f} ms (serial), score+save+feedback {save_s:.2f} s in {savers} saver process(es); "
-          f"a worker spends {worker_s:.2f} s per notebook", file=out)
+    print(
+        f"dask overhead per notebook: scheduler round trip {costs['scheduler_round_trip_s'] * 1e3:.1f} ms "
+        f"(1 task), judge relay {conns / tasks:.0f} connection(s) and {per_nb_chunks:.0f} chunk(s) x "
+        f"{costs['relay_message_s'] * 1e6:.0f} us per request/reply = {relay_s * 1e3:.1f} ms, receive+merge "
+        f"{instructor_s * 1e3:.0f} ms (serial), score+save+feedback {save_s:.2f} s in {savers} saver process(es); "
+        f"a worker spends {worker_s:.2f} s per notebook",
+        file=out,
+    )
     rows = {}
     limit = min(1 / serial, savers / save_s if save_s else float("inf"))
     for n in (2, 8, 32, 128):
         rows[n] = min(n / worker_s, limit) * 60
-    print("projection (notebooks/minute; judge CPU on this machine not counted): " +
-          ", ".join(f"{n} workers {r:.0f}" for n, r in rows.items()) +
-          f"; this machine's side saturates at {limit * 60:.0f}/minute "
-          f"({'the serial receive' if 1 / serial < limit * 1.0001 else f'{savers} saver process(es)'})", file=out)
-    return {"per_notebook_chunks": per_nb_chunks, "relay_s": relay_s, "instructor_serial_s": instructor_s,
-            "save_s": save_s, "savers": savers, "worker_s": worker_s, "serial_s": serial,
-            "notebooks_per_minute": rows}
+    print(
+        "projection (notebooks/minute; judge CPU on this machine not counted): "
+        + ", ".join(f"{n} workers {r:.0f}" for n, r in rows.items())
+        + f"; this machine's side saturates at {limit * 60:.0f}/minute "
+        f"({'the serial receive' if 1 / serial < limit * 1.0001 else f'{savers} saver process(es)'})",
+        file=out,
+    )
+    return {
+        "per_notebook_chunks": per_nb_chunks,
+        "relay_s": relay_s,
+        "instructor_serial_s": instructor_s,
+        "save_s": save_s,
+        "savers": savers,
+        "worker_s": worker_s,
+        "serial_s": serial,
+        "notebooks_per_minute": rows,
+    }
 
 
 def main() -> int:
@@ -175,50 +216,107 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     home = ROOT / "_build" / "home"  # Jupyter, IPython and matplotlib write here, as in the tests
-    for var, sub in [("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR", "jupyter-data"),
-                     ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
-                     ("MPLCONFIGDIR", "matplotlib")]:
+    for var, sub in [
+        ("JUPYTER_CONFIG_DIR", "jupyter-config"),
+        ("JUPYTER_DATA_DIR", "jupyter-data"),
+        ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"),
+        ("IPYTHONDIR", "ipython"),
+        ("MPLCONFIGDIR", "matplotlib"),
+    ]:
         os.environ.setdefault(var, str(home / sub))
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
+    }
     env.pop("GRADEBOOK_URL", None)
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         course = Path(tmp) / "course"
         build_class(course, args.assignment, args.students)
         plain_db = f"sqlite:///{tmp}/plain.db"
-        subprocess.run(["nbgrader", "generate_assignment", args.assignment, "--force",
-                        f"--CourseDirectory.db_url={plain_db}"], cwd=course, env=env, capture_output=True, check=True)
-        print(f"{args.students} notebooks of {args.assignment}; {os.cpu_count()} cores; load "
-              f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}", flush=True)
-        plain = timed(["nbgrader", "autograde", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"],
-                      course, env)
-        print(f"plain nbgrader autograde (sequential): {plain:7.1f} s  = {plain / args.students:5.2f} s/notebook"
-              "", flush=True)
+        subprocess.run(
+            ["nbgrader", "generate_assignment", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"],
+            cwd=course,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        print(
+            f"{args.students} notebooks of {args.assignment}; {os.cpu_count()} cores; load "
+            f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}",
+            flush=True,
+        )
+        plain = timed(
+            ["nbgrader", "autograde", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"], course, env
+        )
+        print(
+            f"plain nbgrader autograde (sequential): {plain:7.1f} s  = {plain / args.students:5.2f} s/notebook",
+            flush=True,
+        )
         fast_env = {**env, "GRADEBOOK_URL": f"sqlite:///{tmp}/fast.db"}
-        fast = timed(["make", "--no-print-directory", "-C", str(ROOT), "grade", f"ASSIGNMENT={args.assignment}",
-                      f"COURSE={course}", f"JOBS={args.jobs}", "GRADE_FLAGS=--force --no-progress"], ROOT, fast_env)
-        print(f"make grade JOBS={args.jobs} (sandboxed, feedback included): {fast:7.1f} s  = "
-              f"{fast / args.students:5.2f} s/notebook", flush=True)
+        fast = timed(
+            [
+                "make",
+                "--no-print-directory",
+                "-C",
+                str(ROOT),
+                "grade",
+                f"ASSIGNMENT={args.assignment}",
+                f"COURSE={course}",
+                f"JOBS={args.jobs}",
+                "GRADE_FLAGS=--force --no-progress",
+            ],
+            ROOT,
+            fast_env,
+        )
+        print(
+            f"make grade JOBS={args.jobs} (sandboxed, feedback included): {fast:7.1f} s  = "
+            f"{fast / args.students:5.2f} s/notebook",
+            flush=True,
+        )
         dask_s, dask_line, costs = dask_run(course, args, env, tmp)
-        print(f"make grade DASK_SCHEDULER=<LocalCluster on 127.0.0.1, {args.jobs} workers>: {dask_s:7.1f} s  = "
-              f"{dask_s / args.students:5.2f} s/notebook ({(dask_s - fast) / args.students:+.2f} s/notebook "
-              f"against the local pool)", flush=True)
+        print(
+            f"make grade DASK_SCHEDULER=<LocalCluster on 127.0.0.1, {args.jobs} workers>: {dask_s:7.1f} s  = "
+            f"{dask_s / args.students:5.2f} s/notebook ({(dask_s - fast) / args.students:+.2f} s/notebook "
+            f"against the local pool)",
+            flush=True,
+        )
         projection = project(dask_line, costs, args, out=sys.stdout)
         floor = floor_seconds()
         per_worker = fast * args.jobs / args.students
-        print(f"speedup: {plain / fast:.2f}x (load now {os.getloadavg()[0]:.1f}: other users' processes share the cores)")
-        print(f"floor (one sandboxed kernel start + import torch): {floor:.2f} s; make grade spends "
-              f"{per_worker:.2f} s of a worker per notebook ({per_worker / floor:.2f}x the floor)")
+        print(
+            f"speedup: {plain / fast:.2f}x (load now {os.getloadavg()[0]:.1f}: other users' processes share the cores)"
+        )
+        print(
+            f"floor (one sandboxed kernel start + import torch): {floor:.2f} s; make grade spends "
+            f"{per_worker:.2f} s of a worker per notebook ({per_worker / floor:.2f}x the floor)"
+        )
         if args.json:
-            args.json.write_text(json.dumps({
-                "students": args.students, "jobs": args.jobs, "cores": os.cpu_count(), "plain_s": plain,
-                "make_grade_s": fast, "speedup": plain / fast, "floor_s": floor, "load_at_end": os.getloadavg()[0],
-                "plain_s_per_notebook": plain / args.students, "make_grade_s_per_notebook": fast / args.students,
-                "dask_s": dask_s, "dask_s_per_notebook": dask_s / args.students, "dask_costs": costs,
-                "dask_projection": projection,
-                "machine": platform.platform(), "python": platform.python_version()}, indent=1))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "students": args.students,
+                        "jobs": args.jobs,
+                        "cores": os.cpu_count(),
+                        "plain_s": plain,
+                        "make_grade_s": fast,
+                        "speedup": plain / fast,
+                        "floor_s": floor,
+                        "load_at_end": os.getloadavg()[0],
+                        "plain_s_per_notebook": plain / args.students,
+                        "make_grade_s_per_notebook": fast / args.students,
+                        "dask_s": dask_s,
+                        "dask_s_per_notebook": dask_s / args.students,
+                        "dask_costs": costs,
+                        "dask_projection": projection,
+                        "machine": platform.platform(),
+                        "python": platform.python_version(),
+                    },
+                    indent=1,
+                )
+            )
     return 0
 
 

@@ -1,13 +1,12 @@
 """Shared fixtures: paths, the course's assignments, and a private HOME for Jupyter and matplotlib."""
+
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
-
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 os.environ["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ["PATH"]])
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
-from tools.synthetic import copy_course  # noqa: E402,F401 (one definition, shared with benchmarks/)
+from tools.synthetic import copy_course  # noqa: E402 (one definition, shared with benchmarks/)
 
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 # For quick local runs: COURSE_ASSIGNMENTS=scoring-functions,masking restricts the per-assignment tests.
@@ -39,7 +38,9 @@ def run(cmd: list[str], cwd: Path, timeout: float = 1800, check: bool = True) ->
     """Run a command, returning its output; on failure the assertion message shows the output's tail."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check:
-        assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        assert proc.returncode == 0, (
+            f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -50,13 +51,17 @@ def root() -> Path:
 
 def students_for(assignment: str) -> dict[str, tuple[dict, set | None]]:
     """student id -> (answer cells to fill, the test cells expected to lose points; None = all of them)."""
-    from attention_course import notebooks as nbt
     from submissions import for_assignment
+
+    from attention_course import notebooks as nbt
 
     module = for_assignment(assignment)
     reference = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
-    students = {"reference": (reference, set()), "blank": ({}, None),
-                "rewritten": ({**reference, **module.CORRECT}, set())}
+    students = {
+        "reference": (reference, set()),
+        "blank": ({}, None),
+        "rewritten": ({**reference, **module.CORRECT}, set()),
+    }
     for name, (cell, source, losing) in module.WRONG.items():
         assert cell in reference, f"{assignment}: WRONG[{name!r}] names no answer cell {cell!r}"
         students[f"wrong-{name}"] = ({**reference, cell: source}, set(losing))
@@ -71,8 +76,9 @@ def write_class(assignment: str, course: Path) -> dict:
     release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
     students = students_for(assignment)
     for student, (answers, _) in students.items():
-        nbt.write(nbt.with_answers(release, answers),
-                  course / "submitted" / student / assignment / f"{assignment}.ipynb")
+        nbt.write(
+            nbt.with_answers(release, answers), course / "submitted" / student / assignment / f"{assignment}.ipynb"
+        )
     return students
 
 

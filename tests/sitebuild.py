@@ -2,6 +2,7 @@
 
 Used by test_book.py and test_browser_site.py (one build serves both, whichever runs first).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from conftest import ROOT, VENV_BIN
 
 HTML = ROOT / "_build" / "html"
@@ -42,7 +42,11 @@ def build() -> subprocess.CompletedProcess:
         start = time.monotonic()
         _RESULT["proc"] = subprocess.run(
             [str(VENV_BIN / "jupyter-book"), "build", ".", "--builder", "html", "-W", "-n", "--keep-going"],
-            cwd=ROOT, capture_output=True, text=True, timeout=3600)
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         _RESULT["seconds"] = time.monotonic() - start
     return _RESULT["proc"]
 
@@ -50,6 +54,7 @@ def build() -> subprocess.CompletedProcess:
 def built_html() -> Path:
     """The site's folder; fails the calling test when the build failed."""
     proc = build()
-    assert proc.returncode == 0, (f"jupyter-book build -W -n exited {proc.returncode}:\n"
-                                  f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    assert proc.returncode == 0, (
+        f"jupyter-book build -W -n exited {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+    )
     return HTML

@@ -3,12 +3,13 @@
 Per assignment: the reference earns full marks; a correct solution written differently earns full marks; the
 untouched exercise earns 0; every realistic wrong answer loses points on the tests of that answer, and only there.
 """
+
 from __future__ import annotations
 
 import pytest
+from conftest import ASSIGNMENTS, ROOT, students_for
 
 from attention_course import notebooks as nbt
-from conftest import ASSIGNMENTS, ROOT, students_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -32,4 +33,6 @@ def test_autograde_gives_the_expected_points(graded_class, assignment, student):
         if name in losing:
             assert score < max_score, f"{student}: {name} should lose points but earned {score}/{max_score}"
         else:
-            assert score == max_score, f"{student}: {name} earned {score}/{max_score}; only {sorted(losing)} should lose"
+            assert score == max_score, (
+                f"{student}: {name} earned {score}/{max_score}; only {sorted(losing)} should lose"
+            )

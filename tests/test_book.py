@@ -1,4 +1,5 @@
 """The book builds with warnings as errors, every page is executed without an error, and the site leaks nothing."""
+
 from __future__ import annotations
 
 import html as html_module
@@ -8,10 +9,10 @@ import warnings
 import nbformat
 import pytest
 import yaml
+from conftest import ROOT
+from sitebuild import build, built_html, toc_pages
 
 from attention_course import assignments, leaks
-from conftest import ROOT
-from sitebuild import HTML, build, built_html, toc_pages
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,8 +45,11 @@ def test_every_toc_page_is_built_without_error_output(html, page):
 
 def test_only_toc_pages_are_built(html):
     """solutions/, exercises/ and tests/ never become pages."""
-    built = {str(p.relative_to(html).with_suffix("")) for p in html.rglob("*.html")
-             if "_static" not in p.parts and "_sources" not in p.parts}
+    built = {
+        str(p.relative_to(html).with_suffix(""))
+        for p in html.rglob("*.html")
+        if "_static" not in p.parts and "_sources" not in p.parts
+    }
     assert built - set(PAGES) <= {"index", "genindex", "search"}, sorted(built - set(PAGES))
 
 
@@ -67,8 +71,14 @@ def test_math_is_served_locally(html):
 
 def test_bibliography_lists_the_papers(html):
     text = re.sub(r"<[^>]+>", "", (html / "book" / "references.html").read_text())
-    for author, year in [("Bahdanau", "2014"), ("Vaswani", "2017"), ("Lin", "2017"), ("Cheng", "2016"),
-                         ("Parikh", "2016"), ("Paulus", "2017")]:
+    for author, year in [
+        ("Bahdanau", "2014"),
+        ("Vaswani", "2017"),
+        ("Lin", "2017"),
+        ("Cheng", "2016"),
+        ("Parikh", "2016"),
+        ("Paulus", "2017"),
+    ]:
         assert re.search(rf"{author}.*?{year}", text, re.S), f"{author} {year} missing from the references"
 
 
@@ -80,7 +90,7 @@ def test_launch_and_repository_buttons_are_configured():
     assert launch["notebook_interface"] == "jupyterlab"
     assert launch["binderhub_url"] and launch["colab_url"]
     assert "jupyterhub_url" not in launch, "no placeholder hub: the JupyterHub button is for instructors to add"
-    assert "attention_course.sphinx_fixes" in config["sphinx"]["extra_extensions"]   # launch URLs name .ipynb
+    assert "attention_course.sphinx_fixes" in config["sphinx"]["extra_extensions"]  # launch URLs name .ipynb
     assert "sphinx-mathjax-offline" in config["sphinx"]["extra_extensions"]
 
 
@@ -89,8 +99,9 @@ def test_chapters_are_numbered(html):
     assert chapters
     for page in chapters:
         headings = re.findall(r"<h1>(.*?)</h1>", (html / f"{page}.html").read_text(), re.S)
-        assert any(re.match(r'<span class="section-number">\d+\. </span>', h) for h in headings), \
+        assert any(re.match(r'<span class="section-number">\d+\. </span>', h) for h in headings), (
             f"{page} has no chapter number"
+        )
 
 
 @pytest.mark.parametrize("assignment", sorted(p.name for p in (ROOT / "exercises").iterdir() if p.is_dir()))

@@ -8,6 +8,7 @@ no line of a reference answer or hidden test in its text; a full-page screenshot
 
 Needs `/usr/bin/chromium` (`make system-deps`) and axe-core (`make browser-deps`); never `playwright install`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,16 +20,23 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-
-from attention_course import assignments, leaks
 from conftest import ROOT
 from sitebuild import built_html, toc_pages
+
+from attention_course import assignments, leaks
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 AXE = ROOT / "_build" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 PAGES = toc_pages()
@@ -56,6 +64,7 @@ def site():
 def browser():
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)"
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -165,7 +174,8 @@ def test_page_reads_offline(visit, secrets, page, tmp_path):
     tab.add_script_tag(path=str(AXE))
     violations = [v for v in tab.evaluate(AXE_JS) if v["impact"] in ("serious", "critical")]
     assert not violations, f"{page}: accessibility violations:\n" + "\n".join(
-        f"  {v['impact']} {v['id']}: {v['help']}\n    " + "\n    ".join(v["nodes"]) for v in violations)
+        f"  {v['impact']} {v['id']}: {v['help']}\n    " + "\n    ".join(v["nodes"]) for v in violations
+    )
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(SCREENSHOTS / _screenshot_name(page)), full_page=True)
@@ -196,6 +206,7 @@ def test_launch_and_repository_buttons(visit):
     repository; a JupyterHub button only when `_config.yml` names a hub (tests/test_launch_buttons.py checks
     that every such URL opens a file of the student repository)."""
     import yaml
+
     page = next(p for p in PAGES if p.startswith("book/") and not p.endswith("/index") and "/" in p[5:])
     tab = visit.page
     tab.goto(f"{visit.base}/{page}.html", wait_until="load")

@@ -1,6 +1,7 @@
 """The capstone: its modules (d2l's) equal the course contract's definitions and PyTorch's, and the model trained
 by `attention_course.capstone` (the code the capstone pages run) reverses held-out sequences with >= 99%
 exact-match accuracy. The training time is printed, never asserted."""
+
 import math
 
 import pytest

@@ -1,5 +1,6 @@
 """`make collect`: Canvas and Moodle bulk downloads into nbgrader's submitted/ layout, with a report of what could
 not be placed."""
+
 from __future__ import annotations
 
 import zipfile
@@ -11,8 +12,20 @@ NB = f"{ASSIGNMENT}.ipynb"
 
 
 def collect(course, archive):
-    return run(["make", "--no-print-directory", "-C", str(ROOT), "collect", f"ASSIGNMENT={ASSIGNMENT}",
-                f"ZIP={archive}", f"COURSE={course}"], cwd=ROOT, timeout=300)
+    return run(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(ROOT),
+            "collect",
+            f"ASSIGNMENT={ASSIGNMENT}",
+            f"ZIP={archive}",
+            f"COURSE={course}",
+        ],
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_canvas_download(tmp_path):
@@ -47,7 +60,7 @@ def test_moodle_download_maps_names_to_the_roster(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(f"Jane Doe_4242_assignsubmission_file_/{NB}", "jane")
         zf.writestr(f"Émile Zola_4243_assignsubmission_file_/{NB}", "emile")
-        zf.writestr(f"Ann Lee_4244_assignsubmission_file_{NB}", "ann")   # flat download, no folders
+        zf.writestr(f"Ann Lee_4244_assignsubmission_file_{NB}", "ann")  # flat download, no folders
         zf.writestr("grading-worksheet.csv", "x")
     out = collect(course, archive).stdout
     sub = course / "submitted"

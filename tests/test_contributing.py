@@ -4,15 +4,16 @@ The checklist's table names each place an assignment touches, as a path with `<i
 underscores) in it; every assignment must have every one of them, its answer names must be in the contract, and
 the README's chapters table must list it. A checklist that forgot a place, or an assignment that skipped one, fails.
 """
+
 from __future__ import annotations
 
 import re
 
 import nbformat
 import pytest
+from conftest import ASSIGNMENTS, ROOT
 
 from attention_course.grading.assemble import student_names
-from conftest import ASSIGNMENTS, ROOT
 
 CONTRIBUTING = (ROOT / "CONTRIBUTING.md").read_text()
 SECTION = CONTRIBUTING.split("## Adding an assignment", 1)[1].split("\n## ", 1)[0]
@@ -20,16 +21,23 @@ PLACES = re.findall(r"^\| `([^`]*<id_?>[^`]*)` \|", SECTION, re.M)
 
 
 def test_the_checklist_names_the_places():
-    assert {"solutions/<id>/<id>.ipynb", "exercises/<id>/<id>.ipynb", "book/assignments/<id>.md",
-            "tests/submissions/<id_>.py"} <= set(PLACES), PLACES
+    assert {
+        "solutions/<id>/<id>.ipynb",
+        "exercises/<id>/<id>.ipynb",
+        "book/assignments/<id>.md",
+        "tests/submissions/<id_>.py",
+    } <= set(PLACES), PLACES
     fixed = re.findall(r"^\| `([^`<]+)` \|", SECTION, re.M)
     assert {"docs/course-contract.md", "README.md", "CHANGELOG.md"} <= set(fixed), fixed
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_assignment_has_every_place(assignment):
-    missing = [p for p in PLACES
-               if not (ROOT / p.replace("<id_>", assignment.replace("-", "_")).replace("<id>", assignment)).is_file()]
+    missing = [
+        p
+        for p in PLACES
+        if not (ROOT / p.replace("<id_>", assignment.replace("-", "_")).replace("<id>", assignment)).is_file()
+    ]
     assert not missing, f"{assignment} lacks {missing} (CONTRIBUTING.md, Adding an assignment)"
     assert (ROOT / "book" / assignment).is_dir(), f"the assignment id names its chapter's folder: book/{assignment}/"
     toc = (ROOT / "_toc.yml").read_text()

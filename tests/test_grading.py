@@ -4,6 +4,7 @@ One `make grade` run grades the whole corpus (JOBS=2); the tests then check exac
 per student in grades.csv, the gradebook and the summary, that feedback shows no hidden test, that the probes
 (solutions/, gradebook, other students, network) failed, and that a rerun is idempotent.
 """
+
 from __future__ import annotations
 
 import base64
@@ -11,28 +12,31 @@ import binascii
 import csv
 import hashlib
 import json
-import socket
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from attention_course import leaks
 from conftest import ROOT, copy_course, run
 
-sys.path.insert(0, str(Path(__file__).parent))
-from adversarial import ASSIGNMENT, NB, build  # noqa: E402
+from attention_course import leaks
 
-from attention_course.grading.sandbox import available  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))
+from adversarial import ASSIGNMENT, NB, build
+
+from attention_course.grading.sandbox import available
 
 SANDBOX = available()
 # Outside CI a machine without bubblewrap skips these tests; in CI (CI=true) they run, and fail loudly.
-pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
-              pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.sandbox,
+    pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}"),
+]
 GRADE_FLAGS = "--cell-timeout 25 --no-progress"
 
 
@@ -61,8 +65,9 @@ def graded(tmp_path_factory):
     listener.listen(8)
     listener.setblocking(False)
     cases = build(course, ROOT, listener.getsockname()[1])
-    protected = {p: digest(p) for p in [course / "submitted" / "blank" / ASSIGNMENT / NB,
-                                        course / "solutions" / ASSIGNMENT / NB]}
+    protected = {
+        p: digest(p) for p in [course / "submitted" / "blank" / ASSIGNMENT / NB, course / "solutions" / ASSIGNMENT / NB]
+    }
     os.environ["GRADING_KEEP_SCRATCH"] = "1"  # the sandboxes' files are searched for hidden tests below
     try:
         proc = make("grade", f"ASSIGNMENT={ASSIGNMENT}", f"COURSE={course}", "JOBS=2", f"GRADE_FLAGS={GRADE_FLAGS}")
@@ -79,8 +84,14 @@ def graded(tmp_path_factory):
     except BlockingIOError:
         connected = False
     listener.close()
-    return {"course": course, "cases": cases, "out": proc.stdout, "protected": protected, "connected": connected,
-            "sandbox_files": kept}
+    return {
+        "course": course,
+        "cases": cases,
+        "out": proc.stdout,
+        "protected": protected,
+        "connected": connected,
+        "sandbox_files": kept,
+    }
 
 
 def test_every_student_gets_exactly_the_points_earned(graded):
@@ -90,8 +101,11 @@ def test_every_student_gets_exactly_the_points_earned(graded):
     for student, case in graded["cases"].items():
         row = rows[student]
         got = (float(row["score"]), row["status"])
-        if got != (case.score, case.status) or case.reason.lower() not in row["reason"].lower() \
-                or float(row["max_score"]) != 10:
+        if (
+            got != (case.score, case.status)
+            or case.reason.lower() not in row["reason"].lower()
+            or float(row["max_score"]) != 10
+        ):
             wrong.append(f"{student}: got {got} {row['reason']!r}, expected {case}")
     assert not wrong, "\n".join(wrong)
 
@@ -202,9 +216,8 @@ def test_student_strings_are_escaped_in_grades_csv(graded):
 def test_the_attacks_win_against_an_in_kernel_judge(graded, tmp_path):
     """The attacks are real: with the tests in the student's kernel (plain `nbgrader autograde`), each of them
     earns full marks with wrong code; under `make grade` (the graded fixture) each earns what its code earns."""
-    from nbgrader.api import Gradebook
-
     from adversarial.attacks import WIN_IN_KERNEL
+    from nbgrader.api import Gradebook
 
     course = copy_course(tmp_path / "in-kernel")
     build(course, ROOT, 1)

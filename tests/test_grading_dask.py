@@ -7,6 +7,7 @@ grades.csv must be identical. Then a worker is SIGKILLed half-way (nothing lost,
 block gets a marker line, and each worker writes what it received (GRADING_DASK_RECEIVED_DIR) for the test
 to search.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,14 +22,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import ROOT, VENV_BIN, copy_course, gradebook_scores
 
 from attention_course import notebooks as nbt
 from attention_course.grading.sandbox import available
-from conftest import ROOT, VENV_BIN, copy_course, gradebook_scores
 
 SANDBOX = available()
-pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
-              pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.sandbox,
+    pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}"),
+]
 distributed = pytest.importorskip("distributed")
 
 ASSIGNMENT = "attention-pooling"
@@ -36,17 +40,19 @@ NB = f"{ASSIGNMENT}.ipynb"
 MARKER = "HIDDEN-MARKER-9c41e7"
 DASK = str(VENV_BIN / "dask")
 CRASH = "\nimport os\nos._exit(0)\n"
-DUMP = ("import json, os\n"
-        "seen = {'inputs': list(_ih), 'env': dict(os.environ), 'files': []}\n"
-        "for top in ('/tmp', os.getcwd(), '/opt', '/home'):\n"
-        "    for d, _, fs in os.walk(top):\n"
-        "        for f in fs:\n"
-        "            try:\n"
-        "                seen['files'].append(open(os.path.join(d, f), errors='replace').read(200000))\n"
-        "            except Exception:\n"
-        "                pass\n"
-        f"marker = {MARKER[:7]!r} + {MARKER[7:]!r}  # never written whole in the student's own code\n"
-        "print('FOUND' if marker in json.dumps(seen) else 'NOT FOUND')\n")
+DUMP = (
+    "import json, os\n"
+    "seen = {'inputs': list(_ih), 'env': dict(os.environ), 'files': []}\n"
+    "for top in ('/tmp', os.getcwd(), '/opt', '/home'):\n"
+    "    for d, _, fs in os.walk(top):\n"
+    "        for f in fs:\n"
+    "            try:\n"
+    "                seen['files'].append(open(os.path.join(d, f), errors='replace').read(200000))\n"
+    "            except Exception:\n"
+    "                pass\n"
+    f"marker = {MARKER[:7]!r} + {MARKER[7:]!r}  # never written whole in the student's own code\n"
+    "print('FOUND' if marker in json.dumps(seen) else 'NOT FOUND')\n"
+)
 
 
 def build(course: Path) -> list[str]:
@@ -63,8 +69,11 @@ def build(course: Path) -> list[str]:
     release = nbt.read(ROOT / "exercises" / ASSIGNMENT / NB)
     ref = nbt.reference_answers(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB))
     wrong = "def softmax(x, dim=-1):\n    e = torch.exp(x)\n    return e / e.sum(dim=dim, keepdim=True)\n"
-    students = {"reference": {}, "wrong": {"softmax": wrong},
-                "crash": {"dot_product_scores": ref["dot_product_scores"] + CRASH}}
+    students = {
+        "reference": {},
+        "wrong": {"softmax": wrong},
+        "crash": {"dot_product_scores": ref["dot_product_scores"] + CRASH},
+    }
     for student, answers in students.items():
         nbt.write(nbt.with_answers(release, {**ref, **answers}), course / "submitted" / student / ASSIGNMENT / NB)
     hostile = nbt.with_answers(release, ref)
@@ -92,16 +101,20 @@ class Cluster:
         port = free_port()
         scheme = "tls" if tls else "tcp"
         self.address = f"{scheme}://127.0.0.1:{port}"
-        self.env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "2",
-                    "GRADING_DASK_RECEIVED_DIR": str(self.received)}
+        self.env = {
+            **os.environ,
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "2",
+            "GRADING_DASK_RECEIVED_DIR": str(self.received),
+        }
         flags = []
         if tls:
             flags = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]]
             self.env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] = "True"
-        self._start([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", *flags],
-                    "scheduler")
+        self._start(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", *flags], "scheduler"
+        )
         self.wait_port(port)
-        for i in range(workers):
+        for _ in range(workers):
             self.add_worker(flags)
 
     def _start(self, cmd, name) -> subprocess.Popen:
@@ -113,9 +126,25 @@ class Cluster:
     def add_worker(self, flags=None):
         if flags is None and self.tls:
             flags = ["--tls-ca-file", self.tls["ca"], "--tls-cert", self.tls["cert"], "--tls-key", self.tls["key"]]
-        proc = self._start([DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
-                            "--no-dashboard", "--preload", "attention_course.grading.dask_worker",
-                            "--death-timeout", "120", *(flags or [])], "worker")
+        proc = self._start(
+            [
+                DASK,
+                "worker",
+                self.address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--preload",
+                "attention_course.grading.dask_worker",
+                "--death-timeout",
+                "120",
+                *(flags or []),
+            ],
+            "worker",
+        )
         self.workers.append(proc)
 
     @staticmethod
@@ -147,8 +176,21 @@ def start(request, tmp: Path, workers: int, tls: dict | None = None) -> Cluster:
 def grade(course: Path, *extra: str, timeout: float = 900, wait: bool = True):
     env = {**os.environ}
     env.pop("DASK_SCHEDULER_ADDRESS", None)
-    cmd = [str(VENV_BIN / "python"), "-m", "attention_course.grading", "--course", str(course), "grade", ASSIGNMENT,
-           "--no-progress", "--cell-timeout", "60", "--memory", "2", *extra]
+    cmd = [
+        str(VENV_BIN / "python"),
+        "-m",
+        "attention_course.grading",
+        "--course",
+        str(course),
+        "grade",
+        ASSIGNMENT,
+        "--no-progress",
+        "--cell-timeout",
+        "60",
+        "--memory",
+        "2",
+        *extra,
+    ]
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -166,8 +208,12 @@ def local(tmp_path_factory):
     students = build(course)
     proc = grade(course, "--jobs", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {"course": course, "students": students, "scores": gradebook_scores(ASSIGNMENT, course, students),
-            "rows": rows(course)}
+    return {
+        "course": course,
+        "students": students,
+        "scores": gradebook_scores(ASSIGNMENT, course, students),
+        "rows": rows(course),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -242,15 +288,44 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
 
 def make_certs(d: Path) -> dict:
     """A throwaway CA and one certificate it signs (used by scheduler, workers and the instructor)."""
+
     def ssl_(*args):
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
 
-    ssl_("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-         "-subj", "/CN=test-ca")
+    ssl_(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    )
     ssl_("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=node")
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    ssl_("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-         "node.pem", "-days", "2", "-extfile", "ext.cnf")
+    ssl_(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     return {"ca": str(d / "ca.pem"), "cert": str(d / "node.pem"), "key": str(d / "node.key")}
 
 
@@ -264,8 +339,17 @@ def test_a_tls_cluster_grades_the_same(request, local, tmp_path):
         shutil.rmtree(course / "submitted" / student)
     plain = grade(course, "--scheduler", tls.address)  # no certificate: refused in one line
     assert plain.returncode == 2 and "tls://" in plain.stderr and "Traceback" not in plain.stderr, plain.stderr
-    proc = grade(course, "--scheduler", tls.address, "--tls-ca-file", certs["ca"], "--tls-cert", certs["cert"],
-                 "--tls-key", certs["key"])
+    proc = grade(
+        course,
+        "--scheduler",
+        tls.address,
+        "--tls-ca-file",
+        certs["ca"],
+        "--tls-cert",
+        certs["cert"],
+        "--tls-key",
+        certs["key"],
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + tls.logs()
     assert ", TLS)" in proc.stdout
     scores = gradebook_scores(ASSIGNMENT, course, ["reference", "wrong"])
@@ -277,10 +361,13 @@ def test_the_judge_service_says_nothing_to_a_wrong_token(tmp_path):
 
     service = JudgeService("127.0.0.1", 0, tmp_path)
     try:
-        token = service.register({"names": ["softmax"], "key": "00" * 32, "cells": [[3, "test", "t", "assert True"]],
-                                  "cell_timeout": 5})
-        for hello in ({"token": "0" * 64, "run": "r", "cell": 3, "timeout": 5},   # unknown token
-                      {"token": token, "run": "r", "cell": 2, "timeout": 5}):   # a cell that is not a test
+        token = service.register(
+            {"names": ["softmax"], "key": "00" * 32, "cells": [[3, "test", "t", "assert True"]], "cell_timeout": 5}
+        )
+        for hello in (
+            {"token": "0" * 64, "run": "r", "cell": 3, "timeout": 5},  # unknown token
+            {"token": token, "run": "r", "cell": 2, "timeout": 5},
+        ):  # a cell that is not a test
             with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
                 s.sendall(json.dumps(hello).encode() + b"\nC")
                 try:

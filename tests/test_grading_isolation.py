@@ -6,6 +6,7 @@ the per-sandbox limits (memory held by forked children, writable space in the fo
 answers are right only if the attack worked; folders whose names are not ids or are links; a 60-character id;
 a roster student whose name is a spreadsheet formula; an uploaded `timestamp.txt`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,14 +15,17 @@ import subprocess
 import time
 
 import pytest
+from conftest import ROOT, copy_course
 
 from attention_course import notebooks as nbt
 from attention_course.grading.sandbox import available
-from conftest import ROOT, copy_course
 
 SANDBOX = available()
-pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
-              pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.sandbox,
+    pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}"),
+]
 ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"
 LONG_ID = "a-student-id-of-sixty-characters-" + "x" * 27
@@ -81,8 +85,10 @@ def build(course):
     put("memory-attack", {"softmax": MEMORY_ATTACK % _indent(ref["softmax"])})
     put("folder-fill", {"dot_product_scores": FILL % (".", _indent(ref["dot_product_scores"]))})
     put("tmp-fill", {"dot_product_scores": FILL % ("/tmp", _indent(ref["dot_product_scores"]))})
-    for student, data in {"deep-json": b'{"cells": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
-                          "unary-minus": None}.items():
+    for student, data in {
+        "deep-json": b'{"cells": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        "unary-minus": None,
+    }.items():
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         if data is None:
@@ -104,14 +110,34 @@ def two_runs(tmp_path_factory):
     courses = [copy_course(tmp_path_factory.mktemp(f"class{i}")) for i in range(2)]
     for course in courses:
         build(course)
-    procs = [subprocess.Popen(["make", "--no-print-directory", "-C", str(ROOT), "grade", f"ASSIGNMENT={ASSIGNMENT}",
-                               f"COURSE={course}", "JOBS=2", "GRADE_FLAGS=--no-progress --memory 2 --cell-timeout 60"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for course in courses]
+    procs = [
+        subprocess.Popen(
+            [
+                "make",
+                "--no-print-directory",
+                "-C",
+                str(ROOT),
+                "grade",
+                f"ASSIGNMENT={ASSIGNMENT}",
+                f"COURSE={course}",
+                "JOBS=2",
+                "GRADE_FLAGS=--no-progress --memory 2 --cell-timeout 60",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for course in courses
+    ]
     started = time.monotonic()
     outs = [p.communicate(timeout=1800)[0] for p in procs]
-    return {"courses": courses, "outs": outs, "codes": [p.returncode for p in procs],
-            "seconds": time.monotonic() - started}
+    return {
+        "courses": courses,
+        "outs": outs,
+        "codes": [p.returncode for p in procs],
+        "seconds": time.monotonic() - started,
+    }
 
 
 def rows(course):
@@ -131,15 +157,24 @@ def test_limits_hold_for_the_sandbox_as_a_whole(two_runs):
     for course in two_runs["courses"]:
         grades = rows(course)
         assert float(grades["memory-attack"]["score"]) <= 6, grades["memory-attack"]  # children were killed
-        assert float(grades["folder-fill"]["score"]) == 7, grades["folder-fill"]    # the folder is 1 GiB
-        assert float(grades["tmp-fill"]["score"]) == 7, grades["tmp-fill"]          # so is /tmp
+        assert float(grades["folder-fill"]["score"]) == 7, grades["folder-fill"]  # the folder is 1 GiB
+        assert float(grades["tmp-fill"]["score"]) == 7, grades["tmp-fill"]  # so is /tmp
 
 
 def test_ids_and_links_are_refused_not_followed(two_runs):
     for course, out in zip(two_runs["courses"], two_runs["outs"]):
         grades = rows(course)
-        assert set(grades) == {"ref0", "ref1", LONG_ID, "memory-attack", "folder-fill", "tmp-fill", "formula",
-                               "deep-json", "unary-minus"}
+        assert set(grades) == {
+            "ref0",
+            "ref1",
+            LONG_ID,
+            "memory-attack",
+            "folder-fill",
+            "tmp-fill",
+            "formula",
+            "deep-json",
+            "unary-minus",
+        }
         for name in ("=2+5", "eve mallory,10,graded", "mallory", "linked-solutions"):  # a newline cannot forge a line
             assert f"  REFUSED {name}: " in out, out[-3000:]
         assert not any(line.startswith("mallory,10") for line in out.splitlines())

@@ -1,6 +1,7 @@
 """The three instructor commands on a PostgreSQL gradebook: `make collect` (Canvas download), `make grade` with
 GRADEBOOK_URL naming a real Debian PostgreSQL server started here on 127.0.0.1, killed in the middle and
 run again (it resumes, loses nothing, and no score is written twice or wrong), then `make export-grades`."""
+
 from __future__ import annotations
 
 import csv
@@ -17,17 +18,19 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, copy_course
 
 from attention_course import notebooks as nbt
 from attention_course.grading.sandbox import available
-from conftest import ROOT, copy_course
 
 ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
 pytestmark = [
-    pytest.mark.slow, pytest.mark.sandbox, pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.sandbox,
+    pytest.mark.postgres,
     # outside CI a machine without PostgreSQL or bubblewrap skips; in CI (CI=true) these tests must run
     pytest.mark.skipif(not PG_BIN and not os.environ.get("CI"), reason="Debian's postgresql package is not installed"),
     pytest.mark.skipif(available() is not None and not os.environ.get("CI"), reason=f"no sandbox here: {available()}"),
@@ -52,24 +55,50 @@ def postgres():
         pw = pwd.getpwnam("postgres")
         os.chown(base, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                              "--no-sync"], check=True, capture_output=True)
-    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-                              f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        as_user + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        as_user
+        + [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(base / "log"),
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
-        subprocess.run(as_user + [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                                  "gradebook"], check=True, capture_output=True)
+        subprocess.run(
+            as_user + [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "gradebook"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/gradebook"
     finally:
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
 def make(args, env, timeout=1200):
-    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_collect_grade_export_on_postgres_with_an_interruption(tmp_path, postgres):
@@ -82,11 +111,14 @@ def test_collect_grade_export_on_postgres_with_an_interruption(tmp_path, postgre
     expected = {"ada": 10.0, "bob": 0.0, "cy": 7.0, "dee": 10.0, "eve": 0.0}  # eve: roster only
     archive = tmp_path / "canvas.zip"
     import nbformat
+
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(f"ada_101_9001_{NB}", nbformat.writes(nbt.with_answers(release, ref)))
         zf.writestr(f"bob_102_9002_{NB}", nbformat.writes(release))
-        zf.writestr(f"cy_LATE_103_9003_{ASSIGNMENT}-2.ipynb",
-                    nbformat.writes(nbt.with_answers(release, {**ref, "dot_product_scores": wrong})))
+        zf.writestr(
+            f"cy_LATE_103_9003_{ASSIGNMENT}-2.ipynb",
+            nbformat.writes(nbt.with_answers(release, {**ref, "dot_product_scores": wrong})),
+        )
         zf.writestr(f"dee_104_9004_{NB}", nbformat.writes(nbt.with_answers(release, ref)))
         zf.writestr("grades-template.csv", "unplaceable")
     env = {**os.environ, "GRADEBOOK_URL": postgres}
@@ -97,10 +129,20 @@ def test_collect_grade_export_on_postgres_with_an_interruption(tmp_path, postgre
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "NOT PLACED  grades-template.csv" in proc.stdout
     # 2. grade, killed (SIGKILL, whole process group) once the first student is done
-    cmd = ["make", "--no-print-directory", "-C", str(ROOT), "grade", f"ASSIGNMENT={ASSIGNMENT}",
-           f"COURSE={course}", "JOBS=2", "GRADE_FLAGS=--no-progress"]
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(ROOT),
+        "grade",
+        f"ASSIGNMENT={ASSIGNMENT}",
+        f"COURSE={course}",
+        "JOBS=2",
+        "GRADE_FLAGS=--no-progress",
+    ]
+    first = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and first.poll() is None:
         done = list((course / "autograded").glob(f"*/{ASSIGNMENT}/*.grading.json"))

@@ -6,18 +6,22 @@ Both must give every test cell of every simulated student the same points: the j
 not what they grade. One `make grade` run per assignment, one after the other (two grading runs at once on one
 machine would compete for the sandboxes' user ids).
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
-from attention_course.grading.sandbox import available
 from conftest import ASSIGNMENTS, ROOT, gradebook_scores, run, write_class
 
+from attention_course.grading.sandbox import available
+
 SANDBOX = available()
-pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
-              pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.sandbox,
+    pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +31,22 @@ def judged_class(tmp_path_factory):
     for assignment in ASSIGNMENTS:
         course = base / assignment
         students = write_class(assignment, course)
-        proc = run(["make", "--no-print-directory", "-C", str(ROOT), "grade", f"ASSIGNMENT={assignment}",
-                    f"COURSE={course}", "JOBS=2", "GRADE_FLAGS=--no-progress"], cwd=ROOT, timeout=3600,
-                   check=False)
+        proc = run(
+            [
+                "make",
+                "--no-print-directory",
+                "-C",
+                str(ROOT),
+                "grade",
+                f"ASSIGNMENT={assignment}",
+                f"COURSE={course}",
+                "JOBS=2",
+                "GRADE_FLAGS=--no-progress",
+            ],
+            cwd=ROOT,
+            timeout=3600,
+            check=False,
+        )
         assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
         summaries[assignment] = proc.stdout
         scores.update(gradebook_scores(assignment, course, students))
@@ -47,6 +64,9 @@ def test_same_points_as_plain_nbgrader(judged_class, graded_class, assignment):
     judged, _ = judged_class
     students = sorted(s for a, s in judged if a == assignment)
     assert len(students) >= 10
-    different = [f"{student}: make grade {judged[assignment, student]} vs nbgrader {graded_class[assignment, student]}"
-                 for student in students if judged[assignment, student] != graded_class[assignment, student]]
+    different = [
+        f"{student}: make grade {judged[assignment, student]} vs nbgrader {graded_class[assignment, student]}"
+        for student in students
+        if judged[assignment, student] != graded_class[assignment, student]
+    ]
     assert not different, "\n".join(different)

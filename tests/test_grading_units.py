@@ -1,34 +1,47 @@
 """The grader's pure parts, without a sandbox (fast; no root or bubblewrap): id rules, spreadsheet-safe cells,
 escaping, links, per-student planning limits, collect's times and the instructor's error messages."""
+
 from __future__ import annotations
 
-import json
 import os
 import sys
 import zipfile
 
 import pytest
+from conftest import ROOT, copy_course
 
 from attention_course import notebooks as nbt
 from attention_course.grading import grade as gr
 from attention_course.grading.course import Course
 from attention_course.grading.ids import csv_cell, escape, valid_id
-from conftest import ROOT, copy_course
 
 ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"
 
 
-@pytest.mark.parametrize("name,ok", [("alice", True), ("doe.jane-2", True), ("a" * 64, True), ("a" * 65, False),
-                                     ("=2+5", False), ("eve\nmallory,9", False), ("../solutions", False),
-                                     (".hidden", False), ("a..b", False), ("", False), ("jane doe", False),
-                                     ("x" * 40, True)])
+@pytest.mark.parametrize(
+    "name,ok",
+    [
+        ("alice", True),
+        ("doe.jane-2", True),
+        ("a" * 64, True),
+        ("a" * 65, False),
+        ("=2+5", False),
+        ("eve\nmallory,9", False),
+        ("../solutions", False),
+        (".hidden", False),
+        ("a..b", False),
+        ("", False),
+        ("jane doe", False),
+        ("x" * 40, True),
+    ],
+)
 def test_one_id_rule(name, ok):
     assert valid_id(name) is ok
 
 
 def test_csv_cells_are_neutralised():
-    assert csv_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert csv_cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
     for lead in "+-@":
         assert csv_cell(lead + "1").startswith("'")
     assert csv_cell("line\nbreak\x00") == "line break "
@@ -66,14 +79,23 @@ def test_a_notebook_that_breaks_reading_marks_only_its_student(tmp_path):
     underscores = nbt.with_answers(release, {"softmax": "x = [" + ", ".join(['"__"'] * 12_000) + "]\n"})
     deep = b'{"cells": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     import nbformat
-    course = _course_with(tmp_path, {"deep": deep, "minus": nbformat.writes(minus).encode(),
-                                     "good": nbformat.writes(good).encode(),
-                                     "underscores": nbformat.writes(underscores).encode()})
+
+    course = _course_with(
+        tmp_path,
+        {
+            "deep": deep,
+            "minus": nbformat.writes(minus).encode(),
+            "good": nbformat.writes(good).encode(),
+            "underscores": nbformat.writes(underscores).encode(),
+        },
+    )
     opts = gr.Options(ASSIGNMENT)
     source = course.source_notebooks(ASSIGNMENT)[0]
     scratch = tmp_path / "scratch"
-    jobs = {s: gr.plan_isolated(course, opts, s, source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
-            for s in ("deep", "minus", "good", "underscores")}
+    jobs = {
+        s: gr.plan_isolated(course, opts, s, source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+        for s in ("deep", "minus", "good", "underscores")
+    }
     assert jobs["deep"].state["status"] == "unreadable" and jobs["deep"].run is None
     for student in ("deep", "minus"):  # RecursionError in json, MemoryError in ast.parse: caught in the child
         assert "could not be read within the grader's limits" in jobs[student].state["reason"], jobs[student].state
@@ -88,8 +110,10 @@ def test_submission_time_comes_from_collect_not_from_the_student(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         info = zipfile.ZipInfo(f"doejane_12345_6789012_{NB}", date_time=(2026, 11, 30, 23, 59, 0))
         zf.writestr(info, '{"cells": []}')
-        zf.writestr(zipfile.ZipInfo("doejane_12345_6789012_timestamp.txt", date_time=(2026, 11, 30, 23, 59, 0)),
-                    "2000-01-01 00:00:00")
+        zf.writestr(
+            zipfile.ZipInfo("doejane_12345_6789012_timestamp.txt", date_time=(2026, 11, 30, 23, 59, 0)),
+            "2000-01-01 00:00:00",
+        )
     from attention_course.grading.collect import collect
 
     collect(course, ASSIGNMENT, archive)
@@ -100,8 +124,14 @@ def test_submission_time_comes_from_collect_not_from_the_student(tmp_path):
 def _cli(*args, cwd=ROOT):
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "attention_course.grading", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "attention_course.grading", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_instructor_mistakes_get_one_clear_line(tmp_path):
@@ -115,8 +145,10 @@ def test_instructor_mistakes_get_one_clear_line(tmp_path):
         (["--course", str(course), "collect", ASSIGNMENT, str(tmp_path / "missing.zip")], "no such file"),
         (["--course", str(course), "collect", ASSIGNMENT, str(tmp_path / "notzip.zip")], "is not a zip file"),
         (["--course", str(course), "collect", ASSIGNMENT, str(ok_zip), "--pattern", "(unclosed"], "bad --pattern"),
-        (["--course", str(course), "collect", ASSIGNMENT, str(ok_zip), "--pattern", r"(?P<id>\w+)_(?P<f>.+)"],
-         "named groups"),
+        (
+            ["--course", str(course), "collect", ASSIGNMENT, str(ok_zip), "--pattern", r"(?P<id>\w+)_(?P<f>.+)"],
+            "named groups",
+        ),
         (["--course", str(tmp_path / "empty"), "grade", ASSIGNMENT], "no nbgrader_config.py"),
         (["--course", str(course), "grade", "no-such-assignment"], "unknown assignment"),
         (["--course", str(course), "collect", "no-such-assignment", str(ok_zip)], "unknown assignment"),
@@ -137,11 +169,30 @@ def test_feedback_that_would_show_a_reference_answer_is_reduced_to_the_scores(tm
 
     course = Course.load(copy_course(tmp_path / "course"))
     answer = nbt.reference_answers(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB))["softmax"]
-    body = "\n".join(nbt.solution_blocks(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB).cells[
-        next(i for i, c in enumerate(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB).cells)
-             if nbt.nbgrader_meta(c).get("grade_id") == "softmax")].source))
-    state = {"student": "s", "assignment": ASSIGNMENT, "notebook": ASSIGNMENT, "score": 10, "max_score": 10,
-             "status": "graded", "reason": "all tests passed", "notes": [], "cells": {}}
+    body = "\n".join(
+        nbt.solution_blocks(
+            nbt.read(ROOT / "solutions" / ASSIGNMENT / NB)
+            .cells[
+                next(
+                    i
+                    for i, c in enumerate(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB).cells)
+                    if nbt.nbgrader_meta(c).get("grade_id") == "softmax"
+                )
+            ]
+            .source
+        )
+    )
+    state = {
+        "student": "s",
+        "assignment": ASSIGNMENT,
+        "notebook": ASSIGNMENT,
+        "score": 10,
+        "max_score": 10,
+        "status": "graded",
+        "reason": "all tests passed",
+        "notes": [],
+        "cells": {},
+    }
     pages = {}
     for where in ("answer", "output"):
         nb = nbformat.v4.new_notebook()

@@ -4,6 +4,7 @@ A plain subprocess stands in for the student's kernel: it runs the student's cel
 the one line the grader sends (`agent.serve(path)`); the judge runs the test cell's source here. The sandboxed
 version of the same path is tests/test_grading.py and tests/test_grading_submissions.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ import threading
 
 import pytest
 import torch
+from conftest import ASSIGNMENTS, ROOT
 
 from attention_course import notebooks as nbt
 from attention_course.grading import assemble, wire
 from attention_course.grading.judge import Judge, escape
-from conftest import ASSIGNMENTS, ROOT
 
 KERNEL = textwrap.dedent("""
     import contextlib, io, json, sys
@@ -41,8 +42,9 @@ class PlainKernel:
     """A subprocess that executes cells sent to it, one JSON line each."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", KERNEL, str(ROOT)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", KERNEL, str(ROOT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
 
     def start(self, code: str) -> None:
         self.proc.stdin.write(json.dumps(code) + "\n")
@@ -110,8 +112,10 @@ def test_reference_passes_and_blank_fails_every_test_in_the_judge(assignment, tm
 def test_hidden_inputs_come_from_the_key(tmp_path):
     """Inside a hidden block, `torch.manual_seed(s)` seeds from the judge's key: the same key draws the same
     inputs, another key others; the visible part keeps the seeds as written."""
-    source = ("torch.manual_seed(0)\nvisible = torch.randn(4)\n### BEGIN HIDDEN TESTS\ntorch.manual_seed(0)\n"
-              "hidden = torch.randn(4)\n### END HIDDEN TESTS\n")
+    source = (
+        "torch.manual_seed(0)\nvisible = torch.randn(4)\n### BEGIN HIDDEN TESTS\ntorch.manual_seed(0)\n"
+        "hidden = torch.randn(4)\n### END HIDDEN TESTS\n"
+    )
     draws = []
     for key in (b"a" * 32, b"b" * 32, b"a" * 32):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -157,9 +161,11 @@ LIES = {
     "not json": _frames(b"\x80\x04pickle"),
     "a pickle tag": _frames(json.dumps({"op": "result", "value": {"$pickle": "gASVAAAA"}}).encode()),
     "bytes that do not match the shape": _frames(
-        json.dumps({"op": "result", "value": {"$t": 1, "dtype": "float32", "shape": [1000]}}).encode(), b"1234"),
+        json.dumps({"op": "result", "value": {"$t": 1, "dtype": "float32", "shape": [1000]}}).encode(), b"1234"
+    ),
     "an object dtype": _frames(
-        json.dumps({"op": "result", "value": {"$t": 1, "dtype": "object", "shape": [1]}}).encode(), b"12345678"),
+        json.dumps({"op": "result", "value": {"$t": 1, "dtype": "object", "shape": [1]}}).encode(), b"12345678"
+    ),
     "a huge frame": struct.pack("!I", 1) + struct.pack("!Q", 2**40),
     "a status instead of a result": _frames(json.dumps({"op": "ok", "status": "passed"}).encode()),
 }
@@ -187,9 +193,13 @@ def test_a_silent_kernel_fails_closed(tmp_path):
 
 
 def test_wire_round_trip_and_refusals():
-    value = {"a": (torch.arange(6.0).reshape(2, 3), [1, 2.5, None, True, "s", float("nan")]),
-             "b": torch.tensor([True, False]), "c": torch.zeros(0, 3), "d": torch.tensor(3, dtype=torch.int64),
-             "e": torch.ones(2, dtype=torch.bfloat16)}
+    value = {
+        "a": (torch.arange(6.0).reshape(2, 3), [1, 2.5, None, True, "s", float("nan")]),
+        "b": torch.tensor([True, False]),
+        "c": torch.zeros(0, 3),
+        "d": torch.tensor(3, dtype=torch.int64),
+        "e": torch.ones(2, dtype=torch.bfloat16),
+    }
     frames = [b""]
     encoded = wire.encode(value, frames)
     back = wire.decode(json.loads(json.dumps(encoded)), frames)
@@ -210,8 +220,12 @@ def test_escape_keeps_one_printable_line():
     assert len(escape("x" * 1000, 50)) == 50
 
 
-IN_PLACE = [(a, s) for a in ASSIGNMENTS for s in __import__("conftest").students_for(a)
-            if any(word in s for word in ("in_place", "modifies", "inplace"))]
+IN_PLACE = [
+    (a, s)
+    for a in ASSIGNMENTS
+    for s in __import__("conftest").students_for(a)
+    if any(word in s for word in ("in_place", "modifies", "inplace"))
+]
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ with nbgrader's extensions from the course's environment and every Jupyter folde
 The first assignment is used (override with COURSE_JUPYTERLAB_ASSIGNMENT); its correct answers are the reference
 answers from `solutions/`, typed into the answer cells as a student would paste them.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,16 +18,23 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import ASSIGNMENTS, ROOT, VENV_BIN
 
 from attention_course import notebooks as nbt
 from attention_course.jupyter_env import private_home
-from conftest import ASSIGNMENTS, ROOT, VENV_BIN
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 ASSIGNMENT = os.environ.get("COURSE_JUPYTERLAB_ASSIGNMENT") or (ASSIGNMENTS[0] if ASSIGNMENTS else None)
 STUB_MESSAGE = "Not implemented yet: replace this line with your answer."
 SUCCESS = "Success! Your notebook passes all the tests."
@@ -62,10 +70,19 @@ def lab(tmp_path_factory):
         env[var] = folder
     env["HOME"] = str(home)
     port, token = _free_port(), _secrets.token_hex(16)
-    cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--ServerApp.token={token}", "--ServerApp.password=", f"--ServerApp.root_dir={course}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--ServerApp.port_retries=0"]
+    cmd = [
+        str(VENV_BIN / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.token={token}",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={course}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--ServerApp.port_retries=0",
+    ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(tmp / "jupyterlab.log", "w")
@@ -82,7 +99,9 @@ def lab(tmp_path_factory):
             except OSError:
                 pass
             assert server.poll() is None, f"jupyter lab exited:\n{(tmp / 'jupyterlab.log').read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"jupyter lab did not start:\n{(tmp / 'jupyterlab.log').read_text()[-4000:]}"
+            assert time.monotonic() < deadline, (
+                f"jupyter lab did not start:\n{(tmp / 'jupyterlab.log').read_text()[-4000:]}"
+            )
             time.sleep(0.5)
         yield base, token, course, tmp / "jupyterlab.log"
     finally:
@@ -98,6 +117,7 @@ def lab(tmp_path_factory):
 def tab(lab):
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)"
     from playwright.sync_api import sync_playwright
+
     base, token, course, _ = lab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -123,8 +143,9 @@ def tab(lab):
 def _open_notebook(page, lab, cells: int):
     base, token, _, _ = lab
     page.goto(f"{base}/lab/tree/exercises/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}&reset")
-    page.wait_for_function(f"document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell').length === {cells}",
-                           timeout=120_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell').length === {cells}", timeout=120_000
+    )
     news = page.locator(".jp-toast-button", has_text="No")  # "Would you like to get notified about Jupyter news?"
     if news.count():
         news.first.click()
@@ -135,13 +156,16 @@ def _wait_idle(page, timeout_ms=180_000):
     """The notebook's kernel is started and idle, as the status bar says ("Python 3 (ipykernel) | Idle")."""
     page.wait_for_function(
         """() => Array.from(document.querySelectorAll('.jp-StatusBar-TextItem')).some(
-                 el => /^Python 3.*\\| Idle$/.test(el.textContent.trim()))""", timeout=timeout_ms)
+                 el => /^Python 3.*\\| Idle$/.test(el.textContent.trim()))""",
+        timeout=timeout_ms,
+    )
 
 
 def _menu(page, menu: str, item: str):
     page.locator(".lm-MenuBar-item").filter(has=page.get_by_text(menu, exact=True)).first.click()
     page.locator(".lm-Menu-content .lm-Menu-item:not(.lm-mod-hidden) .lm-Menu-itemLabel").get_by_text(
-        item, exact=True).first.click()
+        item, exact=True
+    ).first.click()
 
 
 def _validate(page, name: str) -> str:
@@ -180,7 +204,8 @@ def test_untouched_exercise_stops_with_a_clear_message_and_fails_validation(lab,
     cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
     assert cells.count() == len(nb.cells)
     raised = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell'))
-        .map((cell, i) => cell.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']") ? i : -1)
+        .map((cell, i) => cell.querySelector(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']") ? i : -1)
         .filter(i => i >= 0)""")
     assert raised == [first_call], f"cells with an error: {raised}, expected only cell {first_call}"
 

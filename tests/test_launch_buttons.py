@@ -12,6 +12,7 @@
   `pip install -r binder/requirements.txt` and `binder/postBuild`, as Binder does; and the set-up cell makes a
   launch copy run where neither the course package nor d2l is installed (Colab), cloning the repository.
 """
+
 from __future__ import annotations
 
 import html.parser
@@ -26,15 +27,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import nbformat
 import pytest
+from conftest import ROOT, run
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-from attention_course import launch
-from conftest import ROOT, run
 from sitebuild import built_html, toc_pages
 from torch_only import clean_env
+
+from attention_course import launch
 from tools import student_repo
 
 URL, BRANCH = launch.repository()
@@ -42,8 +43,12 @@ ORG, REPO = launch.github_parts(URL)
 PAGES = [str(p) for p in launch.notebook_pages()]
 # Representative pages for the fresh environment: d2l only; the course package and d2l (modern attention); the
 # course package reading exercises/ beside it; pandas and benchmarks/results.json.
-RUN_PAGES = ["book/attention-pooling/nadaraya-watson.md", "book/modern-attention/kv-cache.md",
-             "book/assignments/attention-pooling.md", "book/performance.md"]
+RUN_PAGES = [
+    "book/attention-pooling/nadaraya-watson.md",
+    "book/modern-attention/kv-cache.md",
+    "book/assignments/attention-pooling.md",
+    "book/performance.md",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +60,13 @@ def student(tmp_path_factory):
 
 # --- the launch copies -------------------------------------------------------------------------------------------
 
+
 def page_code_cells(page: Path) -> list[str]:
     """The code of a MyST page's `{code-cell}` blocks, options (`:key: value` lines or a `---` block) removed."""
     cells = []
     for body in re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```[ \t]*$", page.read_text(), re.M | re.S):
         if body.startswith("---\n"):
-            body = body[body.index("\n---\n", 3) + 5:]
+            body = body[body.index("\n---\n", 3) + 5 :]
         else:
             while re.match(r":[\w-]+:", body):
                 body = body.split("\n", 1)[1] if "\n" in body else ""
@@ -69,8 +75,9 @@ def page_code_cells(page: Path) -> list[str]:
 
 
 def test_launch_copies_are_generated_not_committed():
-    committed = subprocess.run(["git", "ls-files", "book"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.split()
+    committed = subprocess.run(
+        ["git", "ls-files", "book"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert not [p for p in committed if p.endswith(".ipynb")], "book/ must hold no .ipynb: they are generated"
     assert len(PAGES) >= 30 and "book/modern-attention/kv-cache.md" in PAGES, PAGES
 
@@ -105,6 +112,7 @@ def test_launch_copies_are_byte_stable(student, tmp_path):
 
 # --- the URLs ----------------------------------------------------------------------------------------------------
 
+
 def target(url: str) -> str | None:
     """The path inside the student repository a launch or repository URL opens ('' for the repository itself);
     None for a link to anything else. Fails if it names another repository or branch."""
@@ -124,7 +132,7 @@ def target(url: str) -> str | None:
         query = parse_qs(parts.query)
         assert query["repo"] == [URL] and query["branch"] == [BRANCH], url
         urlpath = query["urlpath"][0]
-        assert urlpath.startswith(f"lab/tree/{REPO}/"), url   # nbgitpuller clones into a folder named after it
+        assert urlpath.startswith(f"lab/tree/{REPO}/"), url  # nbgitpuller clones into a folder named after it
         return urlpath.removeprefix(f"lab/tree/{REPO}/")
     if parts.netloc == "github.com" and parts.path.strip("/").startswith(f"{ORG}/"):
         assert parts.path.strip("/") == f"{ORG}/{REPO}", url
@@ -140,17 +148,34 @@ def theme_launch_urls(pagename: str, tmp_path: Path, jupyterhub_url: str = "") -
 
     from attention_course import sphinx_fixes
 
-    options = {"repository_url": URL, "repository_branch": BRANCH, "path_to_docs": "",
-               "launch_buttons": {"notebook_interface": "jupyterlab", "binderhub_url": "https://mybinder.org",
-                                  "colab_url": "https://colab.research.google.com",
-                                  **({"jupyterhub_url": jupyterhub_url} if jupyterhub_url else {})}}
+    options = {
+        "repository_url": URL,
+        "repository_branch": BRANCH,
+        "path_to_docs": "",
+        "launch_buttons": {
+            "notebook_interface": "jupyterlab",
+            "binderhub_url": "https://mybinder.org",
+            "colab_url": "https://colab.research.google.com",
+            **({"jupyterhub_url": jupyterhub_url} if jupyterhub_url else {}),
+        },
+    }
     (tmp_path / "jupyter_execute" / pagename).parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nbformat.v4.new_notebook(), str((tmp_path / "jupyter_execute" / pagename).with_suffix(".ipynb")))
-    app = SimpleNamespace(config={"html_theme_options": options}, outdir=str(tmp_path / "html"),
-                          env=SimpleNamespace(doc2path=lambda name: str(ROOT / f"{name}.md"),
-                                              metadata={pagename: {"kernelspec": {"name": "python3"}}}))
-    context = {"header_buttons": [], "pagename": pagename, "sourcename": f"{pagename}.md",
-               "github_url": "https://github.com", "github_user": ORG, "github_repo": REPO}
+    app = SimpleNamespace(
+        config={"html_theme_options": options},
+        outdir=str(tmp_path / "html"),
+        env=SimpleNamespace(
+            doc2path=lambda name: str(ROOT / f"{name}.md"), metadata={pagename: {"kernelspec": {"name": "python3"}}}
+        ),
+    )
+    context = {
+        "header_buttons": [],
+        "pagename": pagename,
+        "sourcename": f"{pagename}.md",
+        "github_url": "https://github.com",
+        "github_user": ORG,
+        "github_repo": REPO,
+    }
     add_launch_buttons(app, pagename, "page.html", context, None)
     sphinx_fixes._launch_the_ipynb_copies(app, pagename, "page.html", context, None)
     group = next(g for g in context["header_buttons"] if g.get("label") == "launch-buttons")
@@ -167,7 +192,7 @@ def test_theme_urls_open_the_launch_copy(student, tmp_path):
     for name, url in urls.items():
         assert target(url) == f"{pagename}.ipynb", (name, url)
         assert (student / target(url)).is_file(), (name, url)
-    assert "JupyterHub" not in theme_launch_urls(pagename, tmp_path / "nohub")   # off unless a hub is set
+    assert "JupyterHub" not in theme_launch_urls(pagename, tmp_path / "nohub")  # off unless a hub is set
 
 
 class _Links(html.parser.HTMLParser):
@@ -202,15 +227,15 @@ def test_site_launch_links_resolve(student):
                 if path:
                     assert path == f"{page}.ipynb", f"{page}: {href} opens another page's file"
                     launched.setdefault(page, set()).add(urlsplit(href).netloc)
-            elif "/_sources/" in f"/{href}":     # the download buttons: the page's source and its notebook
+            elif "/_sources/" in f"/{href}":  # the download buttons: the page's source and its notebook
                 downloaded = (page_html.parent / href).resolve()
                 assert downloaded.is_file(), f"{page}: download {href} missing from the site"
                 if href.endswith(".ipynb"):
                     downloads[page] = downloaded
     notebooks = [p.removesuffix(".md") for p in PAGES if p.removesuffix(".md") in toc_pages()]
-    for page in notebooks:   # Colab and Binder on every notebook page (no hub is configured by default)
+    for page in notebooks:  # Colab and Binder on every notebook page (no hub is configured by default)
         assert launched.get(page) == {"colab.research.google.com", "mybinder.org"}, (page, launched.get(page))
-        nb = nbformat.read(str(downloads[page]), as_version=4)   # the download is the page, executed
+        nb = nbformat.read(str(downloads[page]), as_version=4)  # the download is the page, executed
         code = [c.source for c in nb.cells if c.cell_type == "code"]
         assert code == page_code_cells(ROOT / f"{page}.md"), f"{page}: the download's code differs from the page's"
     assert not set(launched) - set(notebooks), "launch buttons on a page that has no launch copy"
@@ -236,6 +261,7 @@ def test_binder_requirements_match_the_lock():
 
 # --- running the launch copies -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def binder_env(student, tmp_path_factory):
     """A fresh venv made as Binder makes it: `pip install -r binder/requirements.txt` from the repository's root,
@@ -245,16 +271,24 @@ def binder_env(student, tmp_path_factory):
     start = time.monotonic()
     run([sys.executable, "-m", "venv", str(venv)], cwd=base)
     env = {**clean_env(base / "home"), "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
-    for cmd in ([str(venv / "bin" / "pip"), "install", "--quiet", "-r", "binder/requirements.txt"],
-                ["bash", "binder/postBuild"]):
+    for cmd in (
+        [str(venv / "bin" / "pip"), "install", "--quiet", "-r", "binder/requirements.txt"],
+        ["bash", "binder/postBuild"],
+    ):
         proc = subprocess.run(cmd, cwd=student, env=env, capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, f"{cmd} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     seconds = time.monotonic() - start
     spec = base / "kernels" / "binder"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "binder", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "binder",
+                "language": "python",
+            }
+        )
+    )
     print(f"binder environment: {seconds:.0f} s")
     return venv / "bin" / "python", base / "kernels", seconds
 
@@ -262,8 +296,9 @@ def binder_env(student, tmp_path_factory):
 def execute(nb, folder: Path, kernels: Path, home: Path, python: Path):
     home.mkdir(parents=True, exist_ok=True)
     km = KernelManager(kernel_name="binder", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
-    client = NotebookClient(nb, km=km, timeout=600, allow_errors=False, kernel_name="binder",
-                            resources={"metadata": {"path": str(folder)}})
+    client = NotebookClient(
+        nb, km=km, timeout=600, allow_errors=False, kernel_name="binder", resources={"metadata": {"path": str(folder)}}
+    )
     env = {**clean_env(home), "PATH": f"{python.parent}:/usr/bin:/bin", "MPLCONFIGDIR": str(home / "mpl")}
     client.execute(env=env)
     return nb
@@ -276,17 +311,24 @@ def outputs_text(nb) -> str:
 @pytest.mark.slow
 def test_pages_run_in_the_binder_environment(student, binder_env, tmp_path):
     python, kernels, install_seconds = binder_env
-    probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import attention_course, d2l, torch\nprint(attention_course.__file__)\nprint(d2l.__file__)")])
+    probe = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import attention_course, d2l, torch\nprint(attention_course.__file__)\nprint(d2l.__file__)"
+            )
+        ]
+    )
     printed = outputs_text(execute(probe, student, kernels, tmp_path / "probe-home", python)).split()
-    assert Path(printed[0]).resolve().is_relative_to(student.resolve()), printed   # the student repo's package
+    assert Path(printed[0]).resolve().is_relative_to(student.resolve()), printed  # the student repo's package
     assert Path(printed[1]).resolve().is_relative_to(python.parent.parent.resolve()), printed
     timings = {}
     for page in RUN_PAGES:
         path = student / Path(page).with_suffix(".ipynb")
         start = time.monotonic()
         try:
-            execute(nbformat.read(str(path), as_version=4), path.parent, kernels, tmp_path / f"home-{path.stem}", python)
+            execute(
+                nbformat.read(str(path), as_version=4), path.parent, kernels, tmp_path / f"home-{path.stem}", python
+            )
         except CellExecutionError as error:
             pytest.fail(f"{page} fails in the environment of binder/requirements.txt:\n{str(error)[-3000:]}")
         timings[page] = round(time.monotonic() - start)
@@ -301,16 +343,23 @@ def test_setup_cell_runs_a_launch_copy_without_the_course_installed(student, bin
     run([str(python), "-m", "pip", "uninstall", "--yes", "--quiet", "attention-course", "d2l"], cwd=tmp_path)
     origin = tmp_path / "origin"
     shutil.copytree(student, origin)
-    for cmd in (["git", "init", "--quiet", "--initial-branch", BRANCH], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "release"]):
+    for cmd in (
+        ["git", "init", "--quiet", "--initial-branch", BRANCH],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "release"],
+    ):
         run(cmd, cwd=origin)
     nb = nbformat.read(str(student / "book" / "modern-attention" / "kv-cache.ipynb"), as_version=4)
     setup = nb.cells[0]
     assert setup.get("id") == launch.SETUP_CELL_ID and json.dumps(URL) in setup.source
     setup.source = setup.source.replace(json.dumps(URL), json.dumps(origin.as_uri()))
-    nb.cells.insert(1, nbformat.v4.new_code_cell(
-        "import attention_course, d2l\nprint(attention_course.__file__)\nprint(d2l.__file__)"))
-    content = tmp_path / "content"   # Colab's working folder: nothing of the course in it
+    nb.cells.insert(
+        1,
+        nbformat.v4.new_code_cell(
+            "import attention_course, d2l\nprint(attention_course.__file__)\nprint(d2l.__file__)"
+        ),
+    )
+    content = tmp_path / "content"  # Colab's working folder: nothing of the course in it
     content.mkdir()
     try:
         execute(nb, content, kernels, tmp_path / "home", python)

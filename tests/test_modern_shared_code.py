@@ -1,13 +1,14 @@
 """attention_course.modern (the shared code of the modern-attention pages) and the decode benchmark that uses it:
 both RoPE layouts, cached generation equal to recomputation, a cache bounded by the window, cache bytes per token."""
+
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 
 from attention_course import modern
-from conftest import ROOT
 
 
 def test_rope_layouts_are_one_rotation_of_reordered_features():
@@ -17,10 +18,12 @@ def test_rope_layouts_are_one_rotation_of_reordered_features():
     torch.testing.assert_close(modern.rope_complex(x)[..., perm], modern.rope_rotate_half(x[..., perm]))
     # interleaved pair j of the token at position p turns by p * base^(-2j/d)
     e = torch.zeros(1, 16)
-    e[0, 2] = 1.0                                             # pair 1, first feature
+    e[0, 2] = 1.0  # pair 1, first feature
     out = modern.rope_complex(e.expand(5, 16).contiguous(), base=100.0)
     angle = 3 * 100.0 ** (-2 / 16)
-    torch.testing.assert_close(out[3, 2:4], torch.tensor([torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))]))
+    torch.testing.assert_close(
+        out[3, 2:4], torch.tensor([torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))])
+    )
 
 
 @pytest.mark.parametrize("groups,window", [(4, None), (2, None), (1, 3), (2, 1), (2, 8)])
@@ -57,16 +60,24 @@ def test_sliding_window_mask_from_positions():
     pos = torch.arange(6)
     mask = modern.allowed_keys(pos, pos, 2)
     assert mask.sum(-1).tolist() == [1, 2, 2, 2, 2, 2] and not mask.triu(1).any()
-    assert torch.equal(modern.allowed_keys(torch.arange(4, 7), torch.arange(7)),
-                       torch.ones(3, 7, dtype=torch.bool).tril(4))   # bottom-right alignment with a cache
+    assert torch.equal(
+        modern.allowed_keys(torch.arange(4, 7), torch.arange(7)), torch.ones(3, 7, dtype=torch.bool).tril(4)
+    )  # bottom-right alignment with a cache
 
 
 def test_decode_benchmark_reports_both_modes_and_the_cache_formula():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench
+
     torch.set_num_threads(1)
     result = bench.bench_decode([8, 16], repeats=1, devices=["cpu"])
-    assert {(r["n"], r["mode"]) for r in result["steps"]} == {(n, m) for n in (8, 16) for m in ("recompute", "kv cache")}
+    assert {(r["n"], r["mode"]) for r in result["steps"]} == {
+        (n, m) for n in (8, 16) for m in ("recompute", "kv cache")
+    }
     assert all(r["tokens_per_s"] > 0 for r in result["steps"])
     kib = {r["attention"]: r["kib_per_token"] for r in result["cache_per_token"]}
-    assert kib == {"MHA": 2 * 32 * 32 * 128 * 2 / 1024, "GQA": 2 * 32 * 8 * 128 * 2 / 1024, "MQA": 2 * 32 * 1 * 128 * 2 / 1024}
+    assert kib == {
+        "MHA": 2 * 32 * 32 * 128 * 2 / 1024,
+        "GQA": 2 * 32 * 8 * 128 * 2 / 1024,
+        "MQA": 2 * 32 * 1 * 128 * 2 / 1024,
+    }

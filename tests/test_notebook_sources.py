@@ -1,10 +1,11 @@
 """Source notebooks are clean: normal form (no outputs, fixed ids, nbformat 4.5) and the course's cell pattern."""
+
 import re
 
 import pytest
+from conftest import ASSIGNMENTS, ROOT, source_notebooks
 
 from attention_course import notebooks as nbt
-from conftest import ASSIGNMENTS, ROOT, source_notebooks
 
 SOURCES = [p for a in ASSIGNMENTS for p in source_notebooks(a)] + sorted((ROOT / "book").rglob("*.ipynb"))
 
@@ -36,8 +37,9 @@ def test_assignment_follows_the_cell_pattern(assignment):
         assert len(nbt.hidden_blocks(cell.source)) == 1, f"{gid}: exactly one hidden-test block"
         visible = cell.source.split(nbt.HIDDEN_BEGIN)[0]
         assert re.search(r"\bassert", visible), f"{gid}: the visible part needs at least one assert"
-        assert any(gid.startswith(a) for a in answers) or any(a in gid for a in answers), \
+        assert any(gid.startswith(a) for a in answers) or any(a in gid for a in answers), (
             f"test id {gid} should be named <function>_<property>"
+        )
     # the graded cells are in order: each function's tests come after its answer
     order = [nbt.nbgrader_meta(c).get("grade_id") for c in nb.cells]
     for gid in tests:

@@ -4,6 +4,7 @@ A wheel is built from this checkout; its metadata must name a distribution for e
 `attention_course` imports (extras for the optional ones), and a course copy with no `attention_course/` folder,
 importing the package only from the installed wheel, must grade a simulated class with every score right.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,7 +18,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, gradebook_scores, run, write_class
 
 PACKAGE = ROOT / "attention_course"
@@ -33,8 +33,22 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):  # built from a copy: setuptools writes build/ into the tree
         shutil.copy2(ROOT / name, tree / name)
     shutil.copytree(PACKAGE, tree / "attention_course", ignore=shutil.ignore_patterns("__pycache__"))
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out),
-         str(tree)], cwd=tree, timeout=300)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(out),
+            str(tree),
+        ],
+        cwd=tree,
+        timeout=300,
+    )
     (built,) = out.glob("attention_course-*.whl")
     return built
 
@@ -90,19 +104,46 @@ def test_a_course_without_the_package_grades_with_the_installed_wheel(wheel, tmp
     if why and not os.environ.get("CI"):
         pytest.skip(f"no sandbox here: {why}")
     site = tmp_path / "site"
-    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
-        cwd=tmp_path, timeout=300)
+    run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+        cwd=tmp_path,
+        timeout=300,
+    )
     assignment = "attention-pooling"
     course = tmp_path / "course"
     students = write_class(assignment, course)
     assert not (course / "attention_course").exists()
     env = {**os.environ, "PYTHONPATH": str(site)}  # not the checkout: the package comes from the wheel alone
-    where = subprocess.run([sys.executable, "-c", "import attention_course.grading.judge as j; print(j.__file__)"],
-                           cwd=course, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [sys.executable, "-c", "import attention_course.grading.judge as j; print(j.__file__)"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where).is_relative_to(site), f"the grader was imported from {where}, not from the wheel"
-    proc = subprocess.run([sys.executable, "-m", "attention_course.grading", "--course", str(course), "grade",
-                           assignment, "--jobs", "2", "--no-progress", "--cell-timeout", "25"],
-                          cwd=course, env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attention_course.grading",
+            "--course",
+            str(course),
+            "grade",
+            assignment,
+            "--jobs",
+            "2",
+            "--no-progress",
+            "--cell-timeout",
+            "25",
+        ],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     scores = gradebook_scores(assignment, course, students)
     wrong = []

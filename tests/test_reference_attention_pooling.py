@@ -1,10 +1,11 @@
 """The reference answers of attention-pooling (loaded from solutions/, not copied) agree with PyTorch and d2l."""
+
 import pytest
 import torch
+from conftest import ROOT
 from d2l import torch as d2l
 
 from attention_course import notebooks as nbt
-from conftest import ROOT
 
 ref = nbt.load_module(ROOT / "solutions" / "attention-pooling" / "attention-pooling.ipynb")
 
@@ -27,7 +28,7 @@ def test_scores_and_pooling_equal_d2l_unscaled_dot_product_attention():
     B, n_q, n_k, d, d_v = 2, 3, 5, 4, 6
     q, k, v = torch.randn(B, n_q, d), torch.randn(B, n_k, d), torch.randn(B, n_k, d_v)
     attention = d2l.DotProductAttention(dropout=0).eval()
-    expected = attention(q * d ** 0.5, k, v)
+    expected = attention(q * d**0.5, k, v)
     weights = ref.softmax(ref.dot_product_scores(q, k))
     torch.testing.assert_close(weights, attention.attention_weights)
     torch.testing.assert_close(ref.attention_pooling(weights, v), expected)

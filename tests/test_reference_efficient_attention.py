@@ -1,36 +1,42 @@
 """The reference `online_softmax_attention` (loaded from solutions/, not copied) agrees with PyTorch's SDPA, and
 the assignment's hidden tests, run in-process, pass every correct variant and fail every simulated mistake
 exactly where expected (the same submissions tests/test_autograde_class.py grades with nbgrader)."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
+from submissions import efficient_attention as subs
 
 from attention_course import notebooks as nbt
 from attention_course.checks import LargestIntermediate
-from conftest import ROOT
-from submissions import efficient_attention as subs
 
 NOTEBOOK = ROOT / "solutions" / "efficient-attention" / "efficient-attention.ipynb"
 ref = nbt.load_module(NOTEBOOK)
 
 
-@pytest.mark.parametrize("B,n_q,n_k,d,d_v", [(2, 5, 13, 8, 3), (3, 17, 4, 16, 6), (1, 1, 1, 2, 2), (2, 64, 200, 32, 32)])
+@pytest.mark.parametrize(
+    "B,n_q,n_k,d,d_v", [(2, 5, 13, 8, 3), (3, 17, 4, 16, 6), (1, 1, 1, 2, 2), (2, 64, 200, 32, 32)]
+)
 @pytest.mark.parametrize("block_size", [1, 3, 4, 64, 500])
 def test_equals_sdpa(B, n_q, n_k, d, d_v, block_size):
     torch.manual_seed(n_q * 31 + block_size)
     q, k, v = torch.randn(B, n_q, d), torch.randn(B, n_k, d), torch.randn(B, n_k, d_v)
-    torch.testing.assert_close(ref.online_softmax_attention(q, k, v, block_size=block_size),
-                               F.scaled_dot_product_attention(q, k, v))
+    torch.testing.assert_close(
+        ref.online_softmax_attention(q, k, v, block_size=block_size), F.scaled_dot_product_attention(q, k, v)
+    )
 
 
 @pytest.mark.parametrize("n,block_size", [(1, 1), (9, 2), (16, 16), (50, 7), (33, 64)])
 def test_causal_equals_sdpa_is_causal(n, block_size):
     torch.manual_seed(n)
     q, k, v = torch.randn(2, n, 8), torch.randn(2, n, 8), torch.randn(2, n, 5)
-    torch.testing.assert_close(ref.online_softmax_attention(q, k, v, block_size=block_size, causal=True),
-                               F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    torch.testing.assert_close(
+        ref.online_softmax_attention(q, k, v, block_size=block_size, causal=True),
+        F.scaled_dot_product_attention(q, k, v, is_causal=True),
+    )
 
 
 def test_causal_top_left_alignment_when_n_q_differs_from_n_k():
@@ -39,8 +45,10 @@ def test_causal_top_left_alignment_when_n_q_differs_from_n_k():
     for n_q, n_k in [(4, 9), (9, 4)]:
         q, k, v = torch.randn(2, n_q, 8), torch.randn(2, n_k, 8), torch.randn(2, n_k, 3)
         mask = torch.ones(n_q, n_k, dtype=torch.bool).tril()
-        torch.testing.assert_close(ref.online_softmax_attention(q, k, v, block_size=3, causal=True),
-                                   F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        torch.testing.assert_close(
+            ref.online_softmax_attention(q, k, v, block_size=3, causal=True),
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+        )
 
 
 def test_gradients_flow_like_sdpa():
@@ -74,13 +82,16 @@ def _grade_in_process(answer_source):
     for grade_id, cell in nbt.test_cells(nb).items():
         try:
             exec(cell.source, dict(namespace))
-        except Exception:  # noqa: BLE001 (any error costs the cell its points, as in nbgrader)
+        except Exception:
             failed.add(grade_id)
     return failed
 
 
-CORRECT = {"reference": nbt.reference_answers(nbt.read(NOTEBOOK))["online_softmax_attention"],
-           "CORRECT": subs.CORRECT["online_softmax_attention"], **subs.MORE_CORRECT}
+CORRECT = {
+    "reference": nbt.reference_answers(nbt.read(NOTEBOOK))["online_softmax_attention"],
+    "CORRECT": subs.CORRECT["online_softmax_attention"],
+    **subs.MORE_CORRECT,
+}
 
 
 @pytest.mark.parametrize("name", CORRECT)

@@ -1,12 +1,13 @@
 """The reference answers of masking (loaded from solutions/, not copied) agree with PyTorch and d2l."""
+
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from d2l import torch as d2l
 from torch import nn
 
 from attention_course import notebooks as nbt
-from conftest import ROOT
 
 ref = nbt.load_module(ROOT / "solutions" / "masking" / "masking.ipynb")
 
@@ -23,16 +24,20 @@ def test_causal_mask_is_the_complement_of_pytorchs_square_subsequent_mask(n):
 @pytest.mark.parametrize("n_q", [1, 4, 9])
 def test_causal_mask_as_sdpa_attn_mask_equals_is_causal(n_q):
     q, k, v = torch.randn(2, n_q, 8), torch.randn(2, n_q, 8), torch.randn(2, n_q, 3)
-    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=ref.causal_mask(n_q)),
-                               F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    torch.testing.assert_close(
+        F.scaled_dot_product_attention(q, k, v, attn_mask=ref.causal_mask(n_q)),
+        F.scaled_dot_product_attention(q, k, v, is_causal=True),
+    )
 
 
 def _projections(module, x):
     return module.W_query(x), module.W_key(x), module.W_value(x)
 
 
-@pytest.mark.parametrize("B,n,context,d_in,d_out,bias", [(2, 6, 6, 5, 3, False), (3, 4, 10, 8, 8, True),
-                                                         (1, 1, 7, 4, 2, False), (4, 12, 16, 6, 10, True)])
+@pytest.mark.parametrize(
+    "B,n,context,d_in,d_out,bias",
+    [(2, 6, 6, 5, 3, False), (3, 4, 10, 8, 8, True), (1, 1, 7, 4, 2, False), (4, 12, 16, 6, 10, True)],
+)
 def test_causal_self_attention_equals_sdpa_is_causal(B, n, context, d_in, d_out, bias):
     torch.manual_seed(n)
     module = ref.CausalSelfAttention(d_in, d_out, context, dropout=0.3, qkv_bias=bias).eval()

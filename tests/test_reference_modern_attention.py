@@ -1,14 +1,15 @@
 """The reference of modern-attention (loaded from solutions/, not copied) agrees with PyTorch's built-ins and
 explicit formulas, and the assignment's hidden tests, run in-process, pass every correct variant and fail every
 simulated mistake exactly where expected (the same submissions tests/test_autograde_class.py grades with nbgrader)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
+from submissions import modern_attention as subs
 from torch import nn
 
 from attention_course import notebooks as nbt
-from conftest import ROOT
-from submissions import modern_attention as subs
 
 NOTEBOOK = ROOT / "solutions" / "modern-attention" / "modern-attention.ipynb"
 ref = nbt.load_module(NOTEBOOK)
@@ -27,13 +28,14 @@ def rotate_half_rope(x, positions, base=10000.0):
     d = x.shape[-1]
     inv_freq = 1.0 / base ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
     emb = torch.cat([positions.double()[:, None] * inv_freq] * 2, dim=-1)
-    x1, x2 = x.double()[..., : d // 2], x.double()[..., d // 2:]
+    x1, x2 = x.double()[..., : d // 2], x.double()[..., d // 2 :]
     rotated = torch.cat([-x2, x1], dim=-1)
     return (x.double() * emb.cos() + rotated * emb.sin()).float()
 
 
-@pytest.mark.parametrize("shape,base", [((7, 8), 10000.0), ((2, 3, 16, 64), 10000.0), ((3, 5, 2), 10.0),
-                                        ((2, 40, 32), 500000.0)])
+@pytest.mark.parametrize(
+    "shape,base", [((7, 8), 10000.0), ((2, 3, 16, 64), 10000.0), ((3, 5, 2), 10.0), ((2, 40, 32), 500000.0)]
+)
 def test_rope_equals_complex_multiplication(shape, base):
     torch.manual_seed(shape[-1])
     x = torch.randn(shape)
@@ -45,8 +47,10 @@ def test_rope_equals_complex_multiplication(shape, base):
 def test_rope_relative_position_property():
     torch.manual_seed(0)
     q, k = torch.randn(16), torch.randn(16)
+
     def score(m, n):
         return (ref.apply_rope(q[None], torch.tensor([m])) @ ref.apply_rope(k[None], torch.tensor([n])).T).item()
+
     for distance in (0, 1, 5, 30):
         scores = [score(n + distance, n) for n in (0, 3, 100, 1000)]
         assert max(scores) - min(scores) < 1e-3, scores
@@ -82,8 +86,12 @@ def projections(module, x, heads, rope_base, start=0):
     return q, k, v
 
 
-CONFIGS = [(2, 9, 12, 16, 4, 2, False, None), (1, 7, 8, 24, 6, 3, True, 10000.0), (3, 5, 16, 16, 4, 1, False, 10000.0),
-           (2, 6, 8, 8, 2, 2, True, 500.0)]
+CONFIGS = [
+    (2, 9, 12, 16, 4, 2, False, None),
+    (1, 7, 8, 24, 6, 3, True, 10000.0),
+    (3, 5, 16, 16, 4, 1, False, 10000.0),
+    (2, 6, 8, 8, 2, 2, True, 500.0),
+]
 
 
 @pytest.mark.parametrize("B,n,d_in,d_out,heads,groups,bias,rope_base", CONFIGS)
@@ -126,7 +134,7 @@ def test_cached_decode_equals_full_forward(rope_base, step):
     full, full_cache = module(x)
     outs, cache = [], None
     for start in range(0, 23, step):
-        out, cache = module(x[:, start:start + step], cache)
+        out, cache = module(x[:, start : start + step], cache)
         outs.append(out)
         assert cache[0].shape == (2, 2, min(start + step, 23), 4)
     torch.testing.assert_close(torch.cat(outs, 1), full)
@@ -137,6 +145,7 @@ def test_cached_decode_equals_full_forward(rope_base, step):
 def test_cache_uses_bottom_right_alignment():
     """With a cache, the new queries' mask is SDPA's causal_lower_right, not is_causal's top-left."""
     from torch.nn.attention.bias import causal_lower_right
+
     torch.manual_seed(3)
     module = ref.GroupedQueryAttention(8, 8, 2, 1, 0.0, False, None).eval()
     x = torch.randn(1, 9, 8)
@@ -167,13 +176,16 @@ def _grade_in_process(answers):
         elif nbt.is_test(cell):
             try:
                 exec(cell.source, namespace)
-            except Exception:  # noqa: BLE001 (any error costs the cell its points, as in nbgrader)
+            except Exception:
                 failed.add(nbt.nbgrader_meta(cell)["grade_id"])
     return failed
 
 
-CORRECT = {"reference": {}, "CORRECT": subs.CORRECT,
-           **{name: {cell: source} for name, (cell, source) in subs.MORE_CORRECT.items()}}
+CORRECT = {
+    "reference": {},
+    "CORRECT": subs.CORRECT,
+    **{name: {cell: source} for name, (cell, source) in subs.MORE_CORRECT.items()},
+}
 
 
 @pytest.mark.parametrize("name", CORRECT)

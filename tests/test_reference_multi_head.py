@@ -2,13 +2,14 @@
 
 Weights are copied by attribute (after one forward pass, the layers being lazy), never by load_state_dict or seeds.
 """
+
 import pytest
 import torch
+from conftest import ROOT
 from d2l import torch as d2l
 from torch import nn
 
 from attention_course import notebooks as nbt
-from conftest import ROOT
 
 ref = nbt.load_module(ROOT / "solutions" / "multi-head" / "multi-head.ipynb")
 
@@ -120,8 +121,13 @@ def test_simulated_correct_answers_equal_the_reference():
     from submissions import multi_head as sub
 
     def namespace(*sources):
-        ns = {"torch": torch, "nn": nn, "math": __import__("math"),
-              "transpose_qkv": ref.transpose_qkv, "transpose_output": ref.transpose_output}
+        ns = {
+            "torch": torch,
+            "nn": nn,
+            "math": __import__("math"),
+            "transpose_qkv": ref.transpose_qkv,
+            "transpose_output": ref.transpose_output,
+        }
         for source in sources:
             exec(source, ns)
         return ns

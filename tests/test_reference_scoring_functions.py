@@ -1,17 +1,18 @@
 """The reference answers of scoring-functions (loaded from solutions/, not copied) agree with d2l and PyTorch."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from d2l import torch as d2l
 
 from attention_course import notebooks as nbt
-from conftest import ROOT
 
 ref = nbt.load_module(ROOT / "solutions" / "scoring-functions" / "scoring-functions.ipynb")
 
-SHAPES = [(2, 3, 5, 4, 6), (3, 1, 7, 8, 2), (4, 6, 2, 16, 3), (2, 4, 4, 64, 5)]   # B, n_q, n_k, d, d_v
+SHAPES = [(2, 3, 5, 4, 6), (3, 1, 7, 8, 2), (4, 6, 2, 16, 3), (2, 4, 4, 64, 5)]  # B, n_q, n_k, d, d_v
 
 
 def _lens(B, n_q, n_k, kind, seed):
@@ -39,7 +40,7 @@ def test_masked_softmax_equals_d2l(shape, kind):
     before = scores.clone()
     got = ref.masked_softmax(scores, lens)
     assert torch.equal(scores, before), "the reference must not modify its input"
-    from_d2l = d2l.masked_softmax(scores.clone(), lens)   # d2l writes the fill into its argument: give it a copy
+    from_d2l = d2l.masked_softmax(scores.clone(), lens)  # d2l writes the fill into its argument: give it a copy
     torch.testing.assert_close(got, from_d2l)
     torch.testing.assert_close(got.sum(-1), torch.ones(B, n_q))
     assert (got[~_keep(lens, B, n_q, n_k)] == 0).all()

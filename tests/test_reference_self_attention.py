@@ -1,27 +1,44 @@
 """The reference answers of self-attention (loaded from solutions/, not copied) agree with PyTorch and d2l."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from d2l import torch as d2l
 from torch import nn
 
 from attention_course import notebooks as nbt
-from conftest import ROOT
 
 ref = nbt.load_module(ROOT / "solutions" / "self-attention" / "self-attention.ipynb")
 
-INPUTS = torch.tensor([[0.43, 0.15, 0.89], [0.55, 0.87, 0.66], [0.57, 0.85, 0.64],
-                       [0.22, 0.58, 0.33], [0.77, 0.25, 0.10], [0.05, 0.80, 0.55]])
+INPUTS = torch.tensor(
+    [
+        [0.43, 0.15, 0.89],
+        [0.55, 0.87, 0.66],
+        [0.57, 0.85, 0.64],
+        [0.22, 0.58, 0.33],
+        [0.77, 0.25, 0.10],
+        [0.05, 0.80, 0.55],
+    ]
+)
 
 
 def test_self_attention_reproduces_raschka_v2():
     """With seed 789 the reference creates the same layers as the book's SelfAttention_v2 (same order)."""
     torch.manual_seed(789)
     sa = ref.SelfAttention(3, 2)
-    expected = torch.tensor([[-0.0739, 0.0713], [-0.0748, 0.0703], [-0.0749, 0.0702],
-                             [-0.0760, 0.0685], [-0.0763, 0.0679], [-0.0754, 0.0693]])
+    expected = torch.tensor(
+        [
+            [-0.0739, 0.0713],
+            [-0.0748, 0.0703],
+            [-0.0749, 0.0702],
+            [-0.0760, 0.0685],
+            [-0.0763, 0.0679],
+            [-0.0754, 0.0693],
+        ]
+    )
     torch.testing.assert_close(sa(INPUTS), expected, atol=1e-4, rtol=0)
 
 
@@ -36,8 +53,9 @@ def test_self_attention_row_2_is_the_worked_context_vector():
     torch.testing.assert_close(sa(INPUTS)[1], torch.tensor([0.3061, 0.8210]), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("shape,d_out,bias", [((6, 3), 2, False), ((2, 5, 4), 3, True), ((3, 7, 8), 8, False),
-                                              ((1, 1, 5), 2, True)])
+@pytest.mark.parametrize(
+    "shape,d_out,bias", [((6, 3), 2, False), ((2, 5, 4), 3, True), ((3, 7, 8), 8, False), ((1, 1, 5), 2, True)]
+)
 def test_self_attention_equals_sdpa_and_multihead_attention(shape, d_out, bias):
     torch.manual_seed(0)
     sa = ref.SelfAttention(shape[-1], d_out, qkv_bias=bias)
@@ -45,7 +63,7 @@ def test_self_attention_equals_sdpa_and_multihead_attention(shape, d_out, bias):
     got = sa(x)
     expected = F.scaled_dot_product_attention(sa.W_query(x), sa.W_key(x), sa.W_value(x))
     torch.testing.assert_close(got, expected)
-    if shape[-1] == d_out:   # nn.MultiheadAttention (one head) with the same projections and an identity output
+    if shape[-1] == d_out:  # nn.MultiheadAttention (one head) with the same projections and an identity output
         mha = nn.MultiheadAttention(d_out, num_heads=1, bias=bias, batch_first=True)
         with torch.no_grad():
             mha.in_proj_weight.copy_(torch.cat([sa.W_query.weight, sa.W_key.weight, sa.W_value.weight]))

@@ -11,20 +11,21 @@ that about the kernel itself. Then, per assignment:
   or the cells between it and the next answer (its demo and tests): nothing fails before the student's code;
 - with the reference answers filled in, every cell runs without an error.
 """
+
 from __future__ import annotations
 
 import shutil
 
 import nbformat
 import pytest
+from conftest import ASSIGNMENTS, ROOT
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from torch_only import clean_env, kernel_dir
 
 from attention_course import notebooks as nbt
-from conftest import ASSIGNMENTS, ROOT
-from torch_only import clean_env, kernel_dir
 
 pytestmark = [pytest.mark.slow]
 
@@ -39,27 +40,43 @@ def execute(nb, folder, kernels, allow_errors):
     home = folder.parent / f"{folder.name}-home"
     home.mkdir()
     km = KernelManager(kernel_name="torch-only", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
-    client = NotebookClient(nb, km=km, timeout=300, allow_errors=allow_errors, kernel_name="torch-only",
-                            resources={"metadata": {"path": str(folder)}})
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=300,
+        allow_errors=allow_errors,
+        kernel_name="torch-only",
+        resources={"metadata": {"path": str(folder)}},
+    )
     client.execute(env=clean_env(home))
     return nb
 
 
 def errors(nb) -> list[tuple[int, dict]]:
-    return [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-            for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    return [
+        (i, out)
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
 
 
 def test_the_kernel_has_torch_and_nothing_of_the_course(tmp_path, kernels):
-    probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in (
-        "import torch\nprint(torch.__version__)",
-        "import importlib.util\nprint(sorted(m for m in ('attention_course', 'd2l', 'nbgrader', 'numpy')"
-        " if importlib.util.find_spec(m) is not None))",
-        "import attention_course",
-        "import d2l",
-        "import nbgrader",
-        "from attention_course import checks",
-    )])
+    probe = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(source)
+            for source in (
+                "import torch\nprint(torch.__version__)",
+                "import importlib.util\nprint(sorted(m for m in ('attention_course', 'd2l', 'nbgrader', 'numpy')"
+                " if importlib.util.find_spec(m) is not None))",
+                "import attention_course",
+                "import d2l",
+                "import nbgrader",
+                "from attention_course import checks",
+            )
+        ]
+    )
     folder = tmp_path / "probe"
     folder.mkdir()
     nb = execute(probe, folder, kernels, allow_errors=True)
@@ -79,11 +96,13 @@ def test_untouched_exercise_fails_first_in_the_students_code(assignment, tmp_pat
     found = errors(nb)
     assert found, "the untouched exercise ran without an error"
     index, first = found[0]
-    assert first["ename"] == "NotImplementedError", \
+    assert first["ename"] == "NotImplementedError", (
         f"cell {index} fails first, with {first['ename']}: {first['evalue'][:300]}"
+    )
     following = answers[1] if len(answers) > 1 else len(nb.cells)
-    assert answers[0] <= index < following, \
+    assert answers[0] <= index < following, (
         f"the first error is in cell {index}, not in the first answer (cell {answers[0]}) or the cells after it"
+    )
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

@@ -1,5 +1,6 @@
 """`make student-repo DEST=...` gives what students may see: the book, the exercises, the course package and the
 environment, without solutions/, tests/, tools/ or grading state, and with nothing of solutions/ inside."""
+
 from __future__ import annotations
 
 import filecmp
@@ -8,17 +9,17 @@ import shutil
 
 import pytest
 import yaml
-
-from attention_course import leaks
 from conftest import ASSIGNMENTS, ROOT, run
 from sitebuild import toc_pages
+
+from attention_course import leaks
 from tools import student_repo
 
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
     dest = tmp_path_factory.mktemp("student") / "attention-student"
-    (dest / ".git").mkdir(parents=True)               # an existing clone: its history is kept
+    (dest / ".git").mkdir(parents=True)  # an existing clone: its history is kept
     (dest / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (dest / "stale.md").write_text("from an older release\n")
     run(["make", "--no-print-directory", "student-repo", f"DEST={dest}"], cwd=ROOT)
@@ -26,8 +27,18 @@ def student(tmp_path_factory):
 
 
 def test_instructor_only_files_are_left_out(student):
-    for name in ("solutions", "tests", "tools", "submitted", "autograded", "feedback", "gradebook.db", "grades.csv",
-                 ".venv", "_build"):
+    for name in (
+        "solutions",
+        "tests",
+        "tools",
+        "submitted",
+        "autograded",
+        "feedback",
+        "gradebook.db",
+        "grades.csv",
+        ".venv",
+        "_build",
+    ):
         assert not (student / name).exists(), f"{name} must not be in the student repository"
     assert not list(student.rglob("*.db")) and not list(student.rglob("__pycache__"))
     assert not (student / "stale.md").exists(), "files of the previous release must be replaced"
@@ -35,9 +46,21 @@ def test_instructor_only_files_are_left_out(student):
 
 
 def test_students_get_the_book_exercises_and_environment(student):
-    for name in ("_config.yml", "_toc.yml", "references.bib", "nbgrader_config.py", "requirements.txt",
-                 "requirements.lock", "pyproject.toml", "Makefile", "attention_course/__init__.py",
-                 "binder/requirements.txt", "binder/postBuild", "binder/runtime.txt", "requirements-d2l.txt"):
+    for name in (
+        "_config.yml",
+        "_toc.yml",
+        "references.bib",
+        "nbgrader_config.py",
+        "requirements.txt",
+        "requirements.lock",
+        "pyproject.toml",
+        "Makefile",
+        "attention_course/__init__.py",
+        "binder/requirements.txt",
+        "binder/postBuild",
+        "binder/runtime.txt",
+        "requirements-d2l.txt",
+    ):
         assert (student / name).is_file(), f"{name} missing from the student repository"
     assert os.access(student / "binder" / "postBuild", os.X_OK), "Binder runs binder/postBuild only if executable"
     for page in toc_pages():
@@ -63,6 +86,7 @@ def test_student_repository_holds_no_reference_answer_or_hidden_test(student):
 def test_a_leak_stops_the_release(tmp_path):
     """A page that prints a reference answer makes `make student-repo` fail instead of publishing it."""
     from attention_course import notebooks as nbt
+
     fake = tmp_path / "course"
     shutil.copytree(ROOT / "solutions", fake / "solutions")
     shutil.copytree(ROOT / "exercises", fake / "exercises")

@@ -18,6 +18,7 @@ The cells run in one fresh Python process per assignment, each submission in a f
 can import only torch and the standard library (`tests/torch_only.py`: `python -I` plus an allow-list import
 hook): the visible cells must need nothing else.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,16 +27,16 @@ import sys
 import textwrap
 
 import pytest
-
-from attention_course import notebooks as nbt
 from conftest import ASSIGNMENTS, ROOT
 from submissions import for_assignment
 from torch_only import bootstrap, clean_env
 
+from attention_course import notebooks as nbt
+
 pytestmark = [pytest.mark.slow]
 
 # Executes {"name": [[kind, grade_id, source], ...]} and prints {"name": {"failed": [grade_id, ...], "errors": ...}}.
-_RUNNER = textwrap.dedent('''
+_RUNNER = textwrap.dedent("""
     import json, sys, traceback
     specs = json.load(open(sys.argv[1]))
     report = {}
@@ -51,7 +52,7 @@ _RUNNER = textwrap.dedent('''
                     errors[grade_id] = f"{type(error).__name__}: {str(error)[:300]}"
         report[name] = {"failed": failed, "errors": errors}
     print(json.dumps(report))
-''')
+""")
 
 
 def _cells(nb) -> list[list]:
@@ -80,13 +81,20 @@ def visible_results(tmp_path_factory) -> dict[str, dict]:
     results = {}
     for assignment in ASSIGNMENTS:
         release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
-        specs = {name: _cells(nbt.with_answers(release, answers))
-                 for name, (answers, _) in submissions(assignment).items()}
+        specs = {
+            name: _cells(nbt.with_answers(release, answers)) for name, (answers, _) in submissions(assignment).items()
+        }
         folder = tmp_path_factory.mktemp(f"visible-{assignment}")
         (folder / "specs.json").write_text(json.dumps(specs))
         (folder / "runner.py").write_text(bootstrap(("torch",)) + _RUNNER)
-        proc = subprocess.run([sys.executable, "-I", "runner.py", "specs.json"], cwd=folder, capture_output=True,
-                              text=True, timeout=1200, env=clean_env(folder))
+        proc = subprocess.run(
+            [sys.executable, "-I", "runner.py", "specs.json"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            env=clean_env(folder),
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[assignment] = json.loads(proc.stdout.strip().splitlines()[-1])
     return results
@@ -108,8 +116,9 @@ def test_every_mistake_fails_a_visible_test(visible_results, assignment):
     hidden_only = set(getattr(module, "HIDDEN_ONLY", set()))
     mistakes = {name for name, (_, _, losing) in module.WRONG.items() if losing}
     assert hidden_only <= mistakes, f"HIDDEN_ONLY names no mistake: {sorted(hidden_only - mistakes)}"
-    assert len(hidden_only) <= len(mistakes) / 4, \
+    assert len(hidden_only) <= len(mistakes) / 4, (
         f"{len(hidden_only)} of {len(mistakes)} mistakes are left to hidden tests (at most a quarter)"
+    )
     missed = sorted(name for name in mistakes - hidden_only if not visible_results[assignment][name]["failed"])
     assert not missed, f"{assignment}: Validate (visible tests only) passes these mistakes: {missed}"
     stale = sorted(name for name in hidden_only if visible_results[assignment][name]["failed"])

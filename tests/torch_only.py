@@ -12,6 +12,7 @@ it raises `ModuleNotFoundError` and `importlib.util.find_spec` returns None, as 
 environment. `tests/test_standalone_exercises.py`
 checks that the hook works (torch imports, the course's packages do not) before it relies on it.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,8 +93,13 @@ def bootstrap(roots: tuple[str, ...]) -> str:
 
 def clean_env(home: Path) -> dict[str, str]:
     """An environment without PYTHONPATH or the course's Jupyter/IPython settings; HOME in a scratch folder."""
-    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-            **private_home(home)}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        **private_home(home),
+    }
 
 
 def kernel_dir(folder: Path) -> Path:
@@ -101,9 +107,16 @@ def kernel_dir(folder: Path) -> Path:
     spec = folder / "kernels" / "torch-only"
     spec.mkdir(parents=True, exist_ok=True)
     launcher = spec / "launch.py"
-    launcher.write_text(bootstrap(("torch", "ipykernel")) +
-                        "from ipykernel import kernelapp\nkernelapp.launch_new_instance()\n")
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-I", str(launcher), "-f", "{connection_file}"],
-        "display_name": "torch only", "language": "python"}))
+    launcher.write_text(
+        bootstrap(("torch", "ipykernel")) + "from ipykernel import kernelapp\nkernelapp.launch_new_instance()\n"
+    )
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-I", str(launcher), "-f", "{connection_file}"],
+                "display_name": "torch only",
+                "language": "python",
+            }
+        )
+    )
     return folder / "kernels"

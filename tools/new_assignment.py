@@ -5,15 +5,21 @@
 
 Then `make normalize exercises`.
 """
-import nbformat
+
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from attention_course.notebooks import normalize, write
 
 
 def _meta(grade_id, *, grade, solution, locked, points=None, task=False):
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution,
-            "task": task}
+    meta = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": locked,
+        "schema_version": 3,
+        "solution": solution,
+        "task": task,
+    }
     if points is not None:
         meta["points"] = points
     return {"nbgrader": meta}
@@ -40,8 +46,9 @@ def answer(grade_id, source):
 
 
 def tests(grade_id, points, source):
-    cell = new_code_cell(source.strip("\n"), metadata=_meta(grade_id, grade=True, solution=False, locked=True,
-                                                            points=points))
+    cell = new_code_cell(
+        source.strip("\n"), metadata=_meta(grade_id, grade=True, solution=False, locked=True, points=points)
+    )
     cell.id = grade_id
     return cell
 

@@ -17,6 +17,7 @@ Then every file is searched for the reference answers and hidden tests of `solut
 stamp). DEST may be an existing clone of the student repository: its `.git` is kept and everything else is
 replaced, so `git -C DEST add -A && git -C DEST commit` publishes the update.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,46 @@ from attention_course import launch, leaks
 
 ROOT = Path(__file__).resolve().parents[1]
 
-EXCLUDED_DIRS = ("solutions", "tests", "tools", ".ci", ".github", "submitted", "autograded", "feedback", ".collected",
-                 "downloaded", "release", "outbound", "inbound", "_build", ".venv")
-EXCLUDED_FILES = (".grading-secret", "gradebook.db", "gradebook.db-journal", "*.db", "grades.csv", "roster*.csv", ".nbgrader.log",
-                  "nbgrader_exchange*", ".git", ".gitmodules")
+EXCLUDED_DIRS = (
+    "solutions",
+    "tests",
+    "tools",
+    ".ci",
+    ".github",
+    "submitted",
+    "autograded",
+    "feedback",
+    ".collected",
+    "downloaded",
+    "release",
+    "outbound",
+    "inbound",
+    "_build",
+    ".venv",
+)
+EXCLUDED_FILES = (
+    ".grading-secret",
+    "gradebook.db",
+    "gradebook.db-journal",
+    "*.db",
+    "grades.csv",
+    "roster*.csv",
+    ".nbgrader.log",
+    "nbgrader_exchange*",
+    ".git",
+    ".gitmodules",
+)
 
 
 def candidate_files(root: Path = ROOT) -> list[Path]:
     """Files git tracks plus untracked ones it does not ignore (relative paths); all files without git."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                             capture_output=True, check=True).stdout.decode()
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
         files = [Path(p) for p in out.split("\0") if p]
     except (subprocess.CalledProcessError, FileNotFoundError):
         files = [p.relative_to(root) for p in root.rglob("*") if p.is_file()]
@@ -75,8 +105,7 @@ def make(dest: Path, root: Path = ROOT) -> list[Path]:
     found = leaks.find_leaks(leaks.secrets(root / "solutions"), (p for p in dest.rglob("*") if ".git" not in p.parts))
     if found:
         for path, secret in found[:20]:
-            print(f"LEAK {path.relative_to(dest)}: {secret.kind} from {secret.where}: {secret.text!r}",
-                  file=sys.stderr)
+            print(f"LEAK {path.relative_to(dest)}: {secret.kind} from {secret.where}: {secret.text!r}", file=sys.stderr)
         raise SystemExit(f"{len(found)} leak(s) of solutions/ in {dest}: not a publishable student repository")
     (dest / ".student-repo").write_text("Made by `make student-repo` from the instructor's repository.\n")
     return copied
@@ -87,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
     copied = make(args.dest)
-    print(f"student repository: {len(copied)} files in {args.dest} (no solutions/, tests/, tools/, grading state;"
-          f" checked for leaks)")
+    print(
+        f"student repository: {len(copied)} files in {args.dest} (no solutions/, tests/, tools/, grading state;"
+        f" checked for leaks)"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ are the reference, the rewritten correct answers and the realistic mistakes of t
 The simulated submissions stay the data of tests/submissions/<id>.py (the contributing guide and the leak rules
 name that place); they are loaded here by path, as data, so no caller needs tests/ on sys.path. Not published
 (tools/ stays out of the student repository)."""
+
 from __future__ import annotations
 
 import shutil

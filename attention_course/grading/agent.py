@@ -11,6 +11,7 @@ none of what it is told beyond its plain values, which it checks itself. Two che
 call from inside and therefore run here (documented in the grading README's threat model): forbidden built-ins
 (`checks.forbid`) and the largest intermediate tensor (`checks.LargestIntermediate`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,14 +77,18 @@ def _error(sock, exc: BaseException) -> None:
 
 def _stand_in(fid: int):
     """A global the judge replaced for this test (e.g. a trusted `masked_softmax`): calls go back to the judge."""
+
     def stand_in(*args, **kwargs):
         sock = _conn
         if sock is None:
             raise RuntimeError("the grader's stand-in is only available while a test runs")
         frames = [b""]
-        body = {"op": "callback", "fn": fid,
-                "args": wire.encode(list(args), frames, _handle_of, _ref_of),
-                "kwargs": wire.encode(dict(kwargs), frames, _handle_of, _ref_of)}
+        body = {
+            "op": "callback",
+            "fn": fid,
+            "args": wire.encode(list(args), frames, _handle_of, _ref_of),
+            "kwargs": wire.encode(dict(kwargs), frames, _handle_of, _ref_of),
+        }
         wire.send(sock, body, frames[1:])
         message, frames = wire.recv(sock)
         if message.get("op") == "return":
@@ -164,7 +169,7 @@ def serve(path: str) -> None:
             try:
                 value, extra = _handle(message, frames, namespace)
                 _reply(sock, value, extra)
-            except Exception as exc:  # noqa: BLE001 (the student's error, reported as data)
+            except Exception as exc:
                 _error(sock, exc)
     except (wire.WireError, OSError):
         return

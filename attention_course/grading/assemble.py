@@ -9,6 +9,7 @@ So a deleted, edited or re-labelled test cell runs as the source has it; changed
 nothing; a missing answer cell simply defines nothing (its tests fail). Duplicated cells: the first copy is
 the graded one, later copies run as the student's own code.
 """
+
 from __future__ import annotations
 
 import ast
@@ -40,7 +41,7 @@ def read_submission(data: bytes) -> nbformat.NotebookNode:
         nb = nbformat.from_dict(raw)
         if nb.get("nbformat", 4) != 4:
             nb = nbformat.convert(nb, 4)
-    except Exception as exc:  # noqa: BLE001 (any failure of nbformat means: not a notebook)
+    except Exception as exc:
         raise Unreadable(f"not a notebook ({type(exc).__name__})") from None
     cells = []
     for cell in nb.cells:
@@ -71,11 +72,11 @@ def read_submission(data: bytes) -> nbformat.NotebookNode:
 
 @dataclass
 class Assembled:
-    nb: nbformat.NotebookNode                       # what is executed (origin of each cell in metadata.grading)
-    tests: dict[str, int] = field(default_factory=dict)   # graded cell grade_id -> index in nb
+    nb: nbformat.NotebookNode  # what is executed (origin of each cell in metadata.grading)
+    tests: dict[str, int] = field(default_factory=dict)  # graded cell grade_id -> index in nb
     points: dict[str, float] = field(default_factory=dict)
     missing_answers: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)     # test/locked cells absent or altered in the submission
+    restored: list[str] = field(default_factory=list)  # test/locked cells absent or altered in the submission
 
 
 def _visible(source: str) -> str:
@@ -158,8 +159,11 @@ def assemble(source: nbformat.NotebookNode, submission: nbformat.NotebookNode) -
 
 def points_of(source: nbformat.NotebookNode) -> dict[str, float]:
     """grade_id -> points of every autograded test cell of the source notebook."""
-    return {nbt.nbgrader_meta(c)["grade_id"]: float(nbt.nbgrader_meta(c).get("points", 0) or 0)
-            for c in source.cells if nbt.nbgrader_meta(c).get("grade") and c.cell_type == "code"}
+    return {
+        nbt.nbgrader_meta(c)["grade_id"]: float(nbt.nbgrader_meta(c).get("points", 0) or 0)
+        for c in source.cells
+        if nbt.nbgrader_meta(c).get("grade") and c.cell_type == "code"
+    }
 
 
 def student_names(source: nbformat.NotebookNode) -> set[str]:

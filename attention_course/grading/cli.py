@@ -1,4 +1,5 @@
 """`python -m attention_course.grading grade|collect|export` (what `make grade`, `make collect` run)."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,45 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("assignment")
     g.add_argument("--jobs", "-j", type=int, default=0, help="parallel workers (default: all cores)")
     g.add_argument("--force", action="store_true", help="regrade even submissions already graded unchanged")
-    g.add_argument("--trust", default="", help="comma-separated students whose review flags (static scan) you cleared: no longer listed")
+    g.add_argument(
+        "--trust",
+        default="",
+        help="comma-separated students whose review flags (static scan) you cleared: no longer listed",
+    )
     g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: c.Execute.timeout)")
-    g.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_SECONDS,
-                   help=f"seconds per notebook (default {NOTEBOOK_SECONDS})")
-    g.add_argument("--memory", type=float, default=Limits.memory_bytes / 2**30,
-                   help=f"memory limit per sandbox in GiB (default {Limits.memory_bytes / 2**30:g})")
-    g.add_argument("--disk", type=float, default=Limits.disk_bytes / 2**30,
-                   help=f"writable space per sandbox in GiB (default {Limits.disk_bytes / 2**30:g})")
+    g.add_argument(
+        "--notebook-timeout",
+        type=int,
+        default=NOTEBOOK_SECONDS,
+        help=f"seconds per notebook (default {NOTEBOOK_SECONDS})",
+    )
+    g.add_argument(
+        "--memory",
+        type=float,
+        default=Limits.memory_bytes / 2**30,
+        help=f"memory limit per sandbox in GiB (default {Limits.memory_bytes / 2**30:g})",
+    )
+    g.add_argument(
+        "--disk",
+        type=float,
+        default=Limits.disk_bytes / 2**30,
+        help=f"writable space per sandbox in GiB (default {Limits.disk_bytes / 2**30:g})",
+    )
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--no-feedback", action="store_true")
-    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="grade on the Dask cluster of this scheduler (tcp://host:8786, tls://...; default: "
-                        "$DASK_SCHEDULER_ADDRESS, else this machine)")
-    g.add_argument("--judge-address", default=None, metavar="HOST[:PORT]",
-                   help="where the workers reach this machine's judge service (default 127.0.0.1 for a "
-                        "scheduler on this machine)")
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="grade on the Dask cluster of this scheduler (tcp://host:8786, tls://...; default: "
+        "$DASK_SCHEDULER_ADDRESS, else this machine)",
+    )
+    g.add_argument(
+        "--judge-address",
+        default=None,
+        metavar="HOST[:PORT]",
+        help="where the workers reach this machine's judge service (default 127.0.0.1 for a scheduler on this machine)",
+    )
     g.add_argument("--tls-ca-file", default=None, help="Dask TLS: the cluster's CA (else Dask's config)")
     g.add_argument("--tls-cert", default=None, help="Dask TLS: this client's certificate")
     g.add_argument("--tls-key", default=None, help="Dask TLS: this client's key")
@@ -54,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:  # nbgrader 0.9 with SQLAlchemy 2 warns on every new submission; harmless
         from sqlalchemy.exc import SAWarning
+
         warnings.filterwarnings("ignore", category=SAWarning)
     except ImportError:
         pass
@@ -70,15 +95,21 @@ def main(argv: list[str] | None = None) -> int:
         if not course.source_notebooks(args.assignment):
             return _fail(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
 
-        opts = Options(args.assignment, jobs=args.jobs, force=args.force,
-                       trust={s.strip() for s in args.trust.split(",") if s.strip()},
-                       cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                       memory_bytes=int(args.memory * 2**30), disk_bytes=int(args.disk * 2**30),
-                       progress=not args.no_progress,
-                       feedback=not args.no_feedback,
-                       scheduler=args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
-                       judge_address=args.judge_address,
-                       tls={"ca": args.tls_ca_file, "cert": args.tls_cert, "key": args.tls_key})
+        opts = Options(
+            args.assignment,
+            jobs=args.jobs,
+            force=args.force,
+            trust={s.strip() for s in args.trust.split(",") if s.strip()},
+            cell_timeout=args.cell_timeout,
+            notebook_timeout=args.notebook_timeout,
+            memory_bytes=int(args.memory * 2**30),
+            disk_bytes=int(args.disk * 2**30),
+            progress=not args.no_progress,
+            feedback=not args.no_feedback,
+            scheduler=args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
+            judge_address=args.judge_address,
+            tls={"ca": args.tls_ca_file, "cert": args.tls_cert, "key": args.tls_key},
+        )
         if opts.scheduler:
             try:
                 import distributed  # noqa: F401
@@ -89,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                     return _fail(f"--tls-{'ca-file' if name == 'ca' else name}: no such file: {path}")
         return grade(course, opts)
     if args.command == "collect":
-        from attention_course.grading.collect import collect, roster_names
-
         import re
         import zipfile
+
+        from attention_course.grading.collect import collect, roster_names
 
         if not course.source_notebooks(args.assignment):
             return _fail(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
@@ -118,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         for entry, why in report.unplaced:
             print(f"NOT PLACED  {entry}: {why}")
         students = {d.split("/")[1] for _, d in report.placed}
-        print(f"{len(report.placed)} file(s) placed for {len(students)} student(s); "
-              f"{len(report.unplaced)} file(s) could not be placed")
+        print(
+            f"{len(report.placed)} file(s) placed for {len(students)} student(s); "
+            f"{len(report.unplaced)} file(s) could not be placed"
+        )
         return 0
     if args.command == "export":
         from attention_course.grading.export import export

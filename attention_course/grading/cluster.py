@@ -11,6 +11,7 @@ exactly as on one machine. The worker's task returns plain data (statuses, the e
 this process checks its types, merges in the judged results and the original test sources, and scores and
 saves with the same `finish`/`save` as the local path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,11 +30,11 @@ from urllib.parse import urlsplit
 import nbformat
 
 from attention_course.grading.dask_worker import HELLO_MAX, PLAIN, relay
-from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
 from attention_course.grading.records import RunStatus
+from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
 
 PLACEHOLDER = "# test cell: judged by the instructor's grader (its source is not sent to workers)\n"
-ALLOWED_FAILURES = 2    # a submission that kills this many workers ends as that student's grader error
+ALLOWED_FAILURES = 2  # a submission that kills this many workers ends as that student's grader error
 
 
 class SetupError(Exception):
@@ -41,8 +42,11 @@ class SetupError(Exception):
 
 
 def is_test(cell) -> bool:
-    return cell.cell_type == "code" and cell.metadata.get("grading", {}).get("origin") == "source" and \
-        bool(cell.metadata.get("nbgrader", {}).get("grade"))
+    return (
+        cell.cell_type == "code"
+        and cell.metadata.get("grading", {}).get("origin") == "source"
+        and bool(cell.metadata.get("nbgrader", {}).get("grade"))
+    )
 
 
 def redact(nb) -> tuple[str, dict[int, tuple[str, str]]]:
@@ -70,6 +74,7 @@ def redact(nb) -> tuple[str, dict[int, tuple[str, str]]]:
 
 
 # --- the judge process (one per job, forkserver child) ------------------------------------------------------
+
 
 def _judge_main(conn, sock_path: str, names: list[str], key_hex: str, cells: list) -> None:
     """cells: [index, "locked"|"test", grade_id, source]. Answers ("test", index, timeout) with judged dicts."""
@@ -197,8 +202,9 @@ class JudgeService:
         job.sock_path = str(self.scratch / f"judge-{secrets.token_hex(6)}.sock")
         parent, child = self.ctx.Pipe()
         s = job.spec
-        job.process = self.ctx.Process(target=_judge_main, args=(child, job.sock_path, s["names"], s["key"],
-                                                                 s["cells"]), daemon=True)
+        job.process = self.ctx.Process(
+            target=_judge_main, args=(child, job.sock_path, s["names"], s["key"], s["cells"]), daemon=True
+        )
         job.process.start()
         child.close()
         job.conn = parent
@@ -224,8 +230,13 @@ class JudgeService:
                 return  # unknown token: nothing is said
             index, run, timeout = msg.get("cell"), msg.get("run"), msg.get("timeout")
             tests = {c[0] for c in job.spec["cells"] if c[1] == "test"}
-            if type(index) is not int or index not in tests or not isinstance(run, str) or len(run) > 64 \
-                    or type(timeout) not in (int, float):
+            if (
+                type(index) is not int
+                or index not in tests
+                or not isinstance(run, str)
+                or len(run) > 64
+                or type(timeout) not in (int, float)
+            ):
                 job = None
                 return
             timeout = max(1, min(int(timeout), job.spec["cell_timeout"]))
@@ -237,9 +248,10 @@ class JudgeService:
                 with self.lock:
                     job.inflight -= 1
                     self.lock.notify_all()
-        except (OSError, ValueError, ssl.SSLError, RuntimeError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError, ssl.SSLError, RuntimeError, UnicodeDecodeError):
             if os.environ.get("GRADING_DEBUG"):
                 import traceback
+
                 traceback.print_exc()
         finally:
             try:
@@ -256,11 +268,15 @@ class JudgeService:
         conn.settimeout(timeout)
         try:
             go = conn.recv(1)
-        except (socket.timeout, OSError, ssl.SSLError):
+        except (TimeoutError, OSError, ssl.SSLError):
             go = b""
         if go != b"C":  # the kernel's agent never connected to the worker: as Judge.run_test says it locally
-            job.results[index] = {"status": RunStatus.ERROR, "ename": "KernelLost",
-                                  "evalue": "your kernel did not answer the grader", "stdout": ""}
+            job.results[index] = {
+                "status": RunStatus.ERROR,
+                "ename": "KernelLost",
+                "evalue": "your kernel did not answer the grader",
+                "stdout": "",
+            }
             return
         job.conn.send(("test", index, timeout))
         inner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -275,8 +291,12 @@ class JudgeService:
         if job.conn.poll(timeout + 60):
             judged = job.conn.recv()
         else:
-            judged = {"status": RunStatus.ERROR, "ename": "KernelLost", "evalue": "the grader's judge did not finish",
-                      "stdout": ""}
+            judged = {
+                "status": RunStatus.ERROR,
+                "ename": "KernelLost",
+                "evalue": "the grader's judge did not finish",
+                "stdout": "",
+            }
         job.results[index] = judged
         with self.lock:
             self.counts["connections"] += 1
@@ -286,6 +306,7 @@ class JudgeService:
 
 
 # --- connecting, preflight ---------------------------------------------------------------------------------
+
 
 def loopback(address: str) -> bool:
     host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
@@ -298,12 +319,17 @@ def loopback(address: str) -> bool:
 
 
 def security(tls: dict | None):
-    """The client's Dask security: explicit --tls-* files, else what Dask's config says (DASK_DISTRIBUTED__COMM__TLS__*)."""
+    """The client's Dask security: explicit --tls-* files, else what Dask's config says
+    (DASK_DISTRIBUTED__COMM__TLS__*)."""
     from distributed.security import Security
 
     if tls and any(tls.values()):
-        return Security(tls_ca_file=tls.get("ca"), tls_client_cert=tls.get("cert"), tls_client_key=tls.get("key"),
-                        require_encryption=True)
+        return Security(
+            tls_ca_file=tls.get("ca"),
+            tls_client_cert=tls.get("cert"),
+            tls_client_key=tls.get("key"),
+            require_encryption=True,
+        )
     return Security()
 
 
@@ -311,8 +337,10 @@ def server_context(sec) -> ssl.SSLContext:
     """TLS for the judge service, from the same files as the Dask client's: the cluster's CA must have signed
     the worker's certificate (client authentication required)."""
     if not (sec.tls_ca_file and sec.tls_client_cert):
-        raise SetupError("a tls:// scheduler needs the CA file and a certificate (--tls-ca-file, --tls-cert, "
-                         "--tls-key, or DASK_DISTRIBUTED__COMM__TLS__CA_FILE / __CLIENT__CERT / __CLIENT__KEY)")
+        raise SetupError(
+            "a tls:// scheduler needs the CA file and a certificate (--tls-ca-file, --tls-cert, "
+            "--tls-key, or DASK_DISTRIBUTED__COMM__TLS__CA_FILE / __CLIENT__CERT / __CLIENT__KEY)"
+        )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=sec.tls_ca_file)
     ctx.load_cert_chain(sec.tls_client_cert, sec.tls_client_key)
     ctx.verify_mode = ssl.CERT_REQUIRED
@@ -332,14 +360,18 @@ def connect(address: str, tls: dict | None, wait_workers: float = 60):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     sec = security(tls)
     if address.startswith("tls://") and not sec.tls_ca_file:
-        raise SetupError(f"{address}: a tls:// scheduler needs --tls-ca-file/--tls-cert/--tls-key "
-                         "(or DASK_DISTRIBUTED__COMM__TLS__* settings)")
+        raise SetupError(
+            f"{address}: a tls:// scheduler needs --tls-ca-file/--tls-cert/--tls-key "
+            "(or DASK_DISTRIBUTED__COMM__TLS__* settings)"
+        )
     dask.config.set({"distributed.comm.timeouts.connect": "10s"})
     try:
         client = Client(address, security=sec, timeout=10, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise SetupError(f"cannot reach the Dask scheduler at {address}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}"[:300]) from None
+        raise SetupError(
+            f"cannot reach the Dask scheduler at {address}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        ) from None
     try:
         try:
             client.wait_for_workers(1, timeout=wait_workers)
@@ -352,7 +384,7 @@ def connect(address: str, tls: dict | None, wait_workers: float = 60):
 
         try:
             client.run_on_scheduler(set_failures)
-        except Exception:  # noqa: BLE001 (a scheduler that refuses: its own allowed-failures, documented)
+        except Exception:
             pass
         reports = client.run(preflight)
         mine = package_fingerprint()
@@ -389,10 +421,14 @@ def merge(assembled, tests: dict[int, tuple[str, str]], result: dict, judged: di
     nb = nbformat.from_dict(json.loads(result["notebook"]))  # validated when saved, as on the local path
     if nb.get("nbformat") != 4 or type(nb.get("cells")) is not list:
         raise ValueError("the worker's notebook is not nbformat 4")
-    if type(cells) is not list or len(cells) != len(assembled.cells) or len(nb.cells) != len(assembled.cells) \
-            or not all(type(c) is dict for c in cells):
+    if (
+        type(cells) is not list
+        or len(cells) != len(assembled.cells)
+        or len(nb.cells) != len(assembled.cells)
+        or not all(type(c) is dict for c in cells)
+    ):
         raise ValueError("the worker's notebook does not match the job")
-    for index, (gid, source) in tests.items():
+    for index, (_gid, source) in tests.items():
         cell = nb.cells[index]
         cell.source = source
         cell.metadata = assembled.cells[index].metadata
@@ -402,8 +438,12 @@ def merge(assembled, tests: dict[int, tuple[str, str]], result: dict, judged: di
             if cells[index].get("status") != RunStatus.NOT_RUN:
                 cells[index]["status"] = RunStatus.NOT_RUN
             continue
-        out = judged.get(index) or {"status": RunStatus.ERROR, "ename": "KernelLost",
-                                    "evalue": "the worker's relay never reached the grader's judge", "stdout": ""}
+        out = judged.get(index) or {
+            "status": RunStatus.ERROR,
+            "ename": "KernelLost",
+            "evalue": "the worker's relay never reached the grader's judge",
+            "stdout": "",
+        }
         cell.outputs = _judge_outputs(out)
         entry = {"status": out["status"]}
         if out["status"] != RunStatus.OK:
@@ -416,6 +456,7 @@ def merge(assembled, tests: dict[int, tuple[str, str]], result: dict, judged: di
 
 # --- the pool that `grade` uses for a cluster ------------------------------------------------------------
 
+
 def judge_bind(opts_scheduler: str, judge_address: str | None) -> tuple[str, int]:
     if judge_address:
         host, _, port = judge_address.rpartition(":") if ":" in judge_address else (judge_address, "", "0")
@@ -425,8 +466,10 @@ def judge_bind(opts_scheduler: str, judge_address: str | None) -> tuple[str, int
             raise SetupError(f"--judge-address {judge_address!r}: expected HOST or HOST:PORT") from None
     if loopback(opts_scheduler):
         return "127.0.0.1", 0
-    raise SetupError(f"the scheduler {opts_scheduler} is not on this machine: name the address the workers reach "
-                     "this machine's judge service at with --judge-address HOST[:PORT] (JUDGE_ADDRESS=...)")
+    raise SetupError(
+        f"the scheduler {opts_scheduler} is not on this machine: name the address the workers reach "
+        "this machine's judge service at with --judge-address HOST[:PORT] (JUDGE_ADDRESS=...)"
+    )
 
 
 class DaskPool:
@@ -453,14 +496,21 @@ class DaskPool:
         import concurrent.futures as cf
 
         self.saver_n = max(1, os.cpu_count() or 1)
-        self.savers = cf.ProcessPoolExecutor(max_workers=self.saver_n, mp_context=multiprocessing.get_context("forkserver"))
+        self.savers = cf.ProcessPoolExecutor(
+            max_workers=self.saver_n, mp_context=multiprocessing.get_context("forkserver")
+        )
         if not self.tls and not loopback(opts.scheduler):
-            print(f"warning: {opts.scheduler} is not TLS: submissions and the judge's traffic cross the network "
-                  "in the clear (use tls://)", file=out)
+            print(
+                f"warning: {opts.scheduler} is not TLS: submissions and the judge's traffic cross the network "
+                "in the clear (use tls://)",
+                file=out,
+            )
 
     def describe(self) -> str:
-        return (f"the Dask cluster at {self.scheduler} ({len(self.workers)} worker(s); judge service on "
-                f"{self.service.host}:{self.service.port}{', TLS' if self.tls else ''})")
+        return (
+            f"the Dask cluster at {self.scheduler} ({len(self.workers)} worker(s); judge service on "
+            f"{self.service.host}:{self.service.port}{', TLS' if self.tls else ''})"
+        )
 
     def warm(self) -> None:
         from attention_course.grading import grade as g
@@ -471,34 +521,52 @@ class DaskPool:
         threading.Thread(target=__import__, args=("attention_course.grading.runner",), daemon=True).start()
 
     def payload(self, job, course, opts) -> tuple[dict, str, object, dict]:
-        from attention_course.grading import grade as g
 
         run = job.run
         assembled = nbformat.read(run["notebook"], as_version=4)
         text, tests = redact(assembled)
         work = Path(run["work_dir"])
-        files = {str(p.relative_to(work)): p.read_bytes() for p in sorted(work.rglob("*"))
-                 if p.is_file() and not p.is_symlink()}
+        files = {
+            str(p.relative_to(work)): p.read_bytes()
+            for p in sorted(work.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
         cells = []
         for i, cell in enumerate(assembled.cells):
             if i in tests:
                 cells.append([i, "test", tests[i][0], tests[i][1]])
-            elif cell.cell_type == "code" and cell.metadata.get("grading", {}).get("origin") == "source" \
-                    and cell.source.strip():
+            elif (
+                cell.cell_type == "code"
+                and cell.metadata.get("grading", {}).get("origin") == "source"
+                and cell.source.strip()
+            ):
                 cells.append([i, "locked", "", cell.source])
-        token = self.service.register({"names": run["student_names"], "key": run["judge_key"], "cells": cells,
-                                       "cell_timeout": run["cell_timeout"]})
-        payload = {"notebook": text, "files": files, "cell_timeout": run["cell_timeout"],
-                   "notebook_timeout": run["notebook_timeout"], "limits": run["limits"], "token": token,
-                   "judge": {"host": self.service.host, "port": self.service.port, "tls": self.tls}}
+        token = self.service.register(
+            {
+                "names": run["student_names"],
+                "key": run["judge_key"],
+                "cells": cells,
+                "cell_timeout": run["cell_timeout"],
+            }
+        )
+        payload = {
+            "notebook": text,
+            "files": files,
+            "cell_timeout": run["cell_timeout"],
+            "notebook_timeout": run["notebook_timeout"],
+            "limits": run["limits"],
+            "token": token,
+            "judge": {"host": self.service.host, "port": self.service.port, "tls": self.tls},
+        }
         return payload, token, assembled, tests
 
     def submit(self, job, course, opts):
         from attention_course.grading.dask_worker import grade_task
 
         payload, token, assembled, tests = self.payload(job, course, opts)
-        future = self.client.submit(grade_task, payload, pure=False, retries=1,
-                                    key=f"grade-{hashlib.sha256(token.encode()).hexdigest()[:16]}")
+        future = self.client.submit(
+            grade_task, payload, pure=False, retries=1, key=f"grade-{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+        )
         self.tokens[future.key] = (token, assembled, tests, str(course.root), opts.feedback)
         return future
 
@@ -520,9 +588,13 @@ class DaskPool:
                 job = jobs[future]
                 try:
                     kind, value = self._receive(future, job)
-                except BaseException as exc:  # noqa: BLE001 (this student's grader error)
-                    kind, value = "state", g.finish(job.state, None, f"receiving the result failed: "
-                                                                     f"{type(exc).__name__}: {str(exc)[:200]}")
+                except BaseException as exc:
+                    kind, value = (
+                        "state",
+                        g.finish(
+                            job.state, None, f"receiving the result failed: {type(exc).__name__}: {str(exc)[:200]}"
+                        ),
+                    )
                 if kind == "state":
                     done.put((future, value, None))
                 else:
@@ -554,9 +626,13 @@ class DaskPool:
             try:
                 result = future.result()
             except KilledWorker:
-                return "state", g.finish(job.state, None, f"the submission's task killed {ALLOWED_FAILURES + 1} "
-                                                          "workers in a row (KilledWorker); look at it by hand")
-            except Exception as exc:  # noqa: BLE001 (a task that failed on the worker: this student's grader error)
+                return "state", g.finish(
+                    job.state,
+                    None,
+                    f"the submission's task killed {ALLOWED_FAILURES + 1} "
+                    "workers in a row (KilledWorker); look at it by hand",
+                )
+            except Exception as exc:
                 return "state", g.finish(job.state, None, f"the worker failed: {type(exc).__name__}: {str(exc)[:200]}")
             why = check_plain(result)
             if why:
@@ -579,10 +655,12 @@ class DaskPool:
     def report(self) -> str:
         """Counted traffic and the instructor's serial time per notebook (the benchmark reads this line)."""
         n, c = max(1, self.stats["tasks"]), self.service.counts
-        return (f"dask: {self.stats['tasks']} task(s), {c['connections']} judge connection(s), {c['chunks']} "
-                f"relayed chunk(s) ({c['bytes'] / 1e6:.2f} MB), worker {self.stats['worker_s'] / n:.2f} s/notebook, "
-                f"instructor {self.stats['instructor_s'] / n:.3f} s/notebook serial (receive, merge) + "
-                f"{self.stats['save_s'] / n:.3f} s/notebook in {self.saver_n} saver process(es) (score, save, feedback)")
+        return (
+            f"dask: {self.stats['tasks']} task(s), {c['connections']} judge connection(s), {c['chunks']} "
+            f"relayed chunk(s) ({c['bytes'] / 1e6:.2f} MB), worker {self.stats['worker_s'] / n:.2f} s/notebook, "
+            f"instructor {self.stats['instructor_s'] / n:.3f} s/notebook serial (receive, merge) + "
+            f"{self.stats['save_s'] / n:.3f} s/notebook in {self.saver_n} saver process(es) (score, save, feedback)"
+        )
 
     def close(self) -> None:
         try:

@@ -7,13 +7,15 @@ reported. Recognised names (the part after the prefix is the student's own file 
   `doejane_LATE_12345_6789012_attention-pooling-1.ipynb` -> `submitted/doejane/<assignment>/attention-pooling.ipynb`
   (Canvas adds `-1`, `-2` to resubmitted files: removed when what is left is a notebook of the assignment).
 - Moodle ("Download all submissions"): `<Full Name>_<participant id>_assignsubmission_file_[/]<file>`, e.g.
-  `Jane Doe_4242_assignsubmission_file_/attention-pooling.ipynb` -> `submitted/<id>/<assignment>/attention-pooling.ipynb`,
+  `Jane Doe_4242_assignsubmission_file_/attention-pooling.ipynb`
+  -> `submitted/<id>/<assignment>/attention-pooling.ipynb`,
   where <id> is the roster student (gradebook first and last name) with that full name, else the name written
   as a slug (`jane-doe`, reported).
 - Anything else: `--pattern REGEX` with named groups `student_id` and `file`.
 
 Archives are read defensively: no absolute paths or `..`, no links, at most 50 MB per file and 2 GB in all.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,7 +26,9 @@ from pathlib import Path, PurePosixPath
 
 from attention_course.grading.ids import valid_id
 
-CANVAS = re.compile(r"^(?P<student_id>[A-Za-z0-9.\-]+?)_(?P<late>LATE_)?(?P<user>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
+CANVAS = re.compile(
+    r"^(?P<student_id>[A-Za-z0-9.\-]+?)_(?P<late>LATE_)?(?P<user>\d+)_(?P<submission>\d+)_(?P<file>.+)$"
+)
 MOODLE = re.compile(r"^(?P<fullname>[^/_]+)_(?P<participant>\d+)_assignsubmission_(?:file|onlinetext)_/?(?P<file>.+)$")
 MAX_FILE = 50 * 2**20
 MAX_TOTAL = 2 * 2**30
@@ -32,10 +36,10 @@ MAX_TOTAL = 2 * 2**30
 
 @dataclass
 class Report:
-    placed: list[tuple[str, str]] = field(default_factory=list)     # (zip entry, destination)
-    unplaced: list[tuple[str, str]] = field(default_factory=list)   # (zip entry, why)
+    placed: list[tuple[str, str]] = field(default_factory=list)  # (zip entry, destination)
+    unplaced: list[tuple[str, str]] = field(default_factory=list)  # (zip entry, why)
     notes: list[str] = field(default_factory=list)
-    times: dict[str, str] = field(default_factory=dict)             # student -> latest file time in the zip
+    times: dict[str, str] = field(default_factory=dict)  # student -> latest file time in the zip
 
 
 def slug(name: str) -> str:

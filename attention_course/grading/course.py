@@ -1,4 +1,5 @@
 """The course folder as nbgrader lays it out, read from its `nbgrader_config.py`."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ class Course:
     config: Config
 
     @classmethod
-    def load(cls, root: str | Path = ".") -> "Course":
+    def load(cls, root: str | Path = ".") -> Course:
         root = Path(root).resolve()
         config = Config()
         if (root / "nbgrader_config.py").exists():

@@ -15,6 +15,7 @@ Start a worker (as root, in the course's environment, with bubblewrap installed)
 
 `--preload` checks at start that the worker can sandbox and refuses to start otherwise.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,6 +63,7 @@ def dask_setup(worker) -> None:  # `dask worker --preload attention_course.gradi
 
 # --- relaying bytes, unread ------------------------------------------------------------------------------
 
+
 def relay(a: socket.socket, b: socket.socket, stop=lambda: False, counts: dict | None = None) -> None:
     """Copy bytes both ways until either side closes (or `stop()`); never parses them."""
     peer = {a: b, b: a}
@@ -101,8 +103,9 @@ class RemoteLink:
 
     wait_ok = True
 
-    def __init__(self, job: dict, listener: socket.socket, judge: dict, token: str, run_id: str,
-                 context: ssl.SSLContext | None):
+    def __init__(
+        self, job: dict, listener: socket.socket, judge: dict, token: str, run_id: str, context: ssl.SSLContext | None
+    ):
         self.listener, self.judge, self.token, self.run_id, self.context = listener, judge, token, run_id, context
         self.abandoned = False
         self.errors: list[str] = []
@@ -131,15 +134,17 @@ class RemoteLink:
             hello = json.dumps({"token": self.token, "run": self.run_id, "cell": index, "timeout": timeout})
             tcp.sendall(hello.encode() + b"\n")
         except (OSError, ssl.SSLError) as exc:
-            self.errors.append(f"cannot reach the judge service at {self.judge['host']}:{self.judge['port']}: "
-                               f"{type(exc).__name__}: {exc}"[:300])
+            self.errors.append(
+                f"cannot reach the judge service at {self.judge['host']}:{self.judge['port']}: "
+                f"{type(exc).__name__}: {exc}"[:300]
+            )
             return {"status": "judged"}
         try:
             self.listener.settimeout(0.2)
             while agent is None and not self.abandoned and time.monotonic() < deadline:
                 try:
                     agent, _ = self.listener.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
             if agent is None:
                 return {"status": "judged"}  # the judge service records that the kernel did not answer
@@ -163,6 +168,7 @@ class RemoteLink:
 
 # --- the task ----------------------------------------------------------------------------------------------
 
+
 def _received(job: dict) -> str:
     h = hashlib.sha256(job["notebook"].encode())
     for rel in sorted(job["files"]):
@@ -183,9 +189,15 @@ def grade_task(job: dict) -> dict:
     dump = os.environ.get("GRADING_DASK_RECEIVED_DIR")  # for tests and audits: what exactly a worker was sent
     if dump:
         Path(dump).mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"notebook": job["notebook"], "files": {k: v.decode("latin-1") for k, v in job["files"].items()},
-                           **{k: v for k, v in job.items() if k not in ("notebook", "files", "token")},
-                           "pid": os.getpid(), "time": time.time()})
+        text = json.dumps(
+            {
+                "notebook": job["notebook"],
+                "files": {k: v.decode("latin-1") for k, v in job["files"].items()},
+                **{k: v for k, v in job.items() if k not in ("notebook", "files", "token")},
+                "pid": os.getpid(),
+                "time": time.time(),
+            }
+        )
         (Path(dump) / f"{received[:16]}-{secrets.token_hex(4)}.json").write_text(text)
     why = available()
     if why:
@@ -203,10 +215,16 @@ def grade_task(job: dict) -> dict:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         (box / "assembled.ipynb").write_text(job["notebook"])
-        run = {"notebook": str(box / "assembled.ipynb"), "work_dir": str(work), "ipc_dir": str(box / "ipc"),
-               "package_dir": str(Path(runner.__file__).resolve().parents[1]), "uid": uid,
-               "cell_timeout": job["cell_timeout"], "notebook_timeout": job["notebook_timeout"],
-               "limits": job["limits"]}
+        run = {
+            "notebook": str(box / "assembled.ipynb"),
+            "work_dir": str(work),
+            "ipc_dir": str(box / "ipc"),
+            "package_dir": str(Path(runner.__file__).resolve().parents[1]),
+            "uid": uid,
+            "cell_timeout": job["cell_timeout"],
+            "notebook_timeout": job["notebook_timeout"],
+            "limits": job["limits"],
+        }
         context = None
         if job["judge"].get("tls"):
             from distributed import get_worker
@@ -222,10 +240,16 @@ def grade_task(job: dict) -> dict:
 
         result = asyncio.run(asyncio.wait_for(runner.execute(run, factory), job["notebook_timeout"] + 180))
         errors = links[0].errors if links else []
-        return {"run": run_id, "cells": json.dumps(result["cells"]), "died": result["died"],
-                "seconds": float(result["seconds"]), "notebook": nbformat.writes(result["notebook"]),
-                "error": "; ".join(errors)[:500] or None, "received_sha256": received,
-                "worker": socket.gethostname()}
+        return {
+            "run": run_id,
+            "cells": json.dumps(result["cells"]),
+            "died": result["died"],
+            "seconds": float(result["seconds"]),
+            "notebook": nbformat.writes(result["notebook"]),
+            "error": "; ".join(errors)[:500] or None,
+            "received_sha256": received,
+            "worker": socket.gethostname(),
+        }
     finally:
         shutil.rmtree(box, ignore_errors=True)
         os.close(lock_fd)

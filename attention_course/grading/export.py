@@ -1,5 +1,6 @@
 """`grades.csv`: nbgrader's export columns, one row per student and assignment (0 without a submission),
 plus the grader's status and reason for each row. Text cells are made spreadsheet-safe (`ids.csv_cell`)."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,21 @@ from attention_course.grading.ids import csv_cell
 from attention_course.grading.records import NotebookStatus as Status
 from attention_course.grading.records import overall
 
-COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
-           "late_submission_penalty", "score", "max_score", "status", "reason"]
+COLUMNS = [
+    "assignment",
+    "duedate",
+    "timestamp",
+    "student_id",
+    "last_name",
+    "first_name",
+    "email",
+    "raw_score",
+    "late_submission_penalty",
+    "score",
+    "max_score",
+    "status",
+    "reason",
+]
 
 
 def _reason(course, assignment: str, student: str) -> tuple[str, str]:
@@ -25,10 +39,14 @@ def _reason(course, assignment: str, student: str) -> tuple[str, str]:
         except ValueError:
             continue
     if not states:
-        return (Status.NO_SUBMISSION, "no submission") if not (course.submitted / student / assignment).is_dir() \
+        return (
+            (Status.NO_SUBMISSION, "no submission")
+            if not (course.submitted / student / assignment).is_dir()
             else (Status.NOT_GRADED, "not graded yet")
-    return overall([s.get("status") for s in states]), " | ".join(s.get("reason", "") + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "")
-                              for s in states)
+        )
+    return overall([s.get("status") for s in states]), " | ".join(
+        s.get("reason", "") + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "") for s in states
+    )
 
 
 def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> int:
@@ -47,17 +65,27 @@ def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> 
         for assignment in gb.assignments:
             for sid in sorted(students):
                 student = students[sid]
-                row = {"assignment": assignment.name, "duedate": assignment.duedate or "", "student_id": sid,
-                       "last_name": student.last_name or "", "first_name": student.first_name or "",
-                       "email": student.email or "", "max_score": assignment.max_score}
+                row = {
+                    "assignment": assignment.name,
+                    "duedate": assignment.duedate or "",
+                    "student_id": sid,
+                    "last_name": student.last_name or "",
+                    "first_name": student.first_name or "",
+                    "email": student.email or "",
+                    "max_score": assignment.max_score,
+                }
                 try:
                     sub = gb.find_submission(assignment.name, sid)
                 except MissingEntry:
                     row.update(timestamp="", raw_score=0.0, late_submission_penalty=0.0, score=0.0)
                 else:
                     penalty = sub.late_submission_penalty or 0.0
-                    row.update(timestamp=sub.timestamp or "", raw_score=sub.score,
-                               late_submission_penalty=penalty, score=sub.score - penalty)
+                    row.update(
+                        timestamp=sub.timestamp or "",
+                        raw_score=sub.score,
+                        late_submission_penalty=penalty,
+                        score=sub.score - penalty,
+                    )
                 row["status"], row["reason"] = _reason(course, assignment.name, sid)
                 rows.append(row)
     text = io.StringIO(newline="")

@@ -7,6 +7,7 @@ answers with `attention_course.leaks` (as the site is): hidden-test lines anywhe
 reference answers anywhere but in the student's own code; a line that still matches is redacted, and a page that
 cannot be cleaned is replaced by the score table alone.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,8 +64,12 @@ def _table(state: dict) -> str:
 
 
 def _header(state: dict) -> str:
-    lines = [f"# Feedback: {state['assignment']} / {state['notebook']}", "",
-             f"**Score: {state['score']:g} / {state['max_score']:g}** ({state['status']})", ""]
+    lines = [
+        f"# Feedback: {state['assignment']} / {state['notebook']}",
+        "",
+        f"**Score: {state['score']:g} / {state['max_score']:g}** ({state['status']})",
+        "",
+    ]
     if state.get("reason") and state["status"] != NotebookStatus.GRADED:
         lines += [f"Why: {state['reason']}", ""]
     for note in state.get("notes", []):
@@ -113,23 +118,29 @@ def feedback_notebook(state: dict, executed: Path | None) -> nbformat.NotebookNo
             outputs = []
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
-                    outputs.append(nbformat.v4.new_output(
-                        "stream", name="stderr", text=f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"[:2000]))
+                    outputs.append(
+                        nbformat.v4.new_output(
+                            "stream", name="stderr", text=f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"[:2000]
+                        )
+                    )
                 else:
                     outputs.append(out)
             cell.outputs = outputs
         elif cell.cell_type == "code":
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
-                    out["traceback"] = [t for t in out.get("traceback", []) if "BEGIN HIDDEN" not in t]  # loose: colour codes may split the marker
+                    out["traceback"] = [
+                        t for t in out.get("traceback", []) if "BEGIN HIDDEN" not in t
+                    ]  # loose: colour codes may split the marker
         cell.metadata = {"grading": {"origin": origin}}
         nb.cells.append(cell)
     return nb
 
 
 MATHJAX = "../../_mathjax/tex-svg-full.js"  # from feedback/<student>/<assignment>/<notebook>.html
-MATHJAX_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
-                  "processEscapes: true}};</script>")
+MATHJAX_CONFIG = (
+    "<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], processEscapes: true}};</script>"
+)
 
 
 def local_mathjax(feedback_dir: Path) -> bool:
@@ -141,8 +152,11 @@ def local_mathjax(feedback_dir: Path) -> bool:
     if dest.exists():
         return True
     try:
-        src = Path(metadata.distribution("sphinx-mathjax-offline").locate_file(
-            "sphinx-mathjax-offline/static/mathjax/tex-svg-full.js"))
+        src = Path(
+            metadata.distribution("sphinx-mathjax-offline").locate_file(
+                "sphinx-mathjax-offline/static/mathjax/tex-svg-full.js"
+            )
+        )
     except metadata.PackageNotFoundError:
         return False
     if not src.is_file():
@@ -173,8 +187,9 @@ def write_feedback(course, state: dict, executed: Path | None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
         probe.write_text(text)
-        leaked = leaks.find_leaks(list(secrets), [probe]) or \
-            _answers_leak(nb, _all_secrets(str(course.source / state["assignment"])))
+        leaked = leaks.find_leaks(list(secrets), [probe]) or _answers_leak(
+            nb, _all_secrets(str(course.source / state["assignment"]))
+        )
     if leaked:
         text = f"<html><body><pre>{html.escape(_header(state))}</pre></body></html>"
     tmp_dest = dest.with_name(f".{dest.name}.tmp")

@@ -8,6 +8,7 @@ feedback page. Per student and notebook the state file `autograded/<student>/<as
 is written atomically when its grading is complete: a rerun reuses it when neither the submission nor the
 source changed (idempotent, resumable), and rewrites the gradebook from it, so an interrupted run loses nothing.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -28,17 +29,15 @@ import nbformat
 
 from attention_course.grading import assemble as asm
 from attention_course.grading import static_scan
-from attention_course.grading.course import Course
+from attention_course.grading.course import Course, atomic_write
 from attention_course.grading.gradebook import record, register_assignment, roster
 from attention_course.grading.ids import escape
-from attention_course.grading.records import CellStatus, RunStatus
-from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
+from attention_course.grading.records import CellStatus, RunStatus, overall
 from attention_course.grading.records import NotebookStatus as Status
-from attention_course.grading.records import overall
-from attention_course.grading.course import atomic_write
+from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 
 GRADER_VERSION = "2"  # 2: test cells judged outside the kernel
-MAX_COPY_BYTES = 50 * 2**20   # other files of a submission folder copied into the sandbox
+MAX_COPY_BYTES = 50 * 2**20  # other files of a submission folder copied into the sandbox
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 COMPILED = (".so", ".pyd", ".pyc", ".pyo", ".dylib", ".dll")
 
@@ -48,16 +47,16 @@ class Options:
     assignment: str
     jobs: int = 0
     force: bool = False
-    trust: set[str] = field(default_factory=set)     # students whose review flags the instructor cleared
+    trust: set[str] = field(default_factory=set)  # students whose review flags the instructor cleared
     cell_timeout: int | None = None
     notebook_timeout: int = NOTEBOOK_SECONDS
-    memory_bytes: int = Limits.memory_bytes        # per sandbox (cgroup)
-    disk_bytes: int = Limits.disk_bytes            # writable space per sandbox (its folder, and /tmp)
+    memory_bytes: int = Limits.memory_bytes  # per sandbox (cgroup)
+    disk_bytes: int = Limits.disk_bytes  # writable space per sandbox (its folder, and /tmp)
     progress: bool = True
     feedback: bool = True
-    scheduler: str | None = None      # a Dask scheduler's address: grade on that cluster (cluster.py)
+    scheduler: str | None = None  # a Dask scheduler's address: grade on that cluster (cluster.py)
     judge_address: str | None = None  # HOST[:PORT] the judge service listens on, reachable from the workers
-    tls: dict | None = None           # {"ca", "cert", "key"}: the Dask client's TLS files (else Dask's config)
+    tls: dict | None = None  # {"ca", "cert", "key"}: the Dask client's TLS files (else Dask's config)
 
 
 def course_secret(course: Course) -> bytes:
@@ -77,6 +76,7 @@ def judge_key(secret: bytes, *parts: str) -> str:
 
 # --- finding submissions --------------------------------------------------------------------------------
 
+
 def link_in(path: Path, below: Path) -> str | None:
     """The first part of `path` below `below` that is a symbolic link (never followed), else None."""
     current = below
@@ -93,7 +93,9 @@ def _safe_read(path: Path, inside: Path) -> bytes:
     real = Path(os.path.realpath(path))
     link = link_in(path, inside.parent)
     if link or not str(real).startswith(str(Path(os.path.realpath(inside))) + os.sep):
-        raise asm.Unreadable(f"{escape(link or path.name, 80)} is a link: links in submitted/ are refused, not followed")
+        raise asm.Unreadable(
+            f"{escape(link or path.name, 80)} is a link: links in submitted/ are refused, not followed"
+        )
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
@@ -109,8 +111,12 @@ def find_notebook(folder: Path, name: str, expected: set[str]) -> tuple[Path | N
     exact = folder / f"{name}.ipynb"
     if exact.exists() or exact.is_symlink():
         return exact, ""
-    found = sorted(Path(d) / f for d, dirs, files in os.walk(folder, followlinks=False) for f in files
-                   if f.endswith(".ipynb") and ".ipynb_checkpoints" not in Path(d).parts)
+    found = sorted(
+        Path(d) / f
+        for d, dirs, files in os.walk(folder, followlinks=False)
+        for f in files
+        if f.endswith(".ipynb") and ".ipynb_checkpoints" not in Path(d).parts
+    )
     nested = [p for p in found if p.name == f"{name}.ipynb"]
     if len(nested) == 1:
         return nested[0], f"found in {nested[0].relative_to(folder).parent}/"
@@ -127,16 +133,25 @@ def find_notebook(folder: Path, name: str, expected: set[str]) -> tuple[Path | N
 
 # --- one notebook ---------------------------------------------------------------------------------------
 
-def fingerprint(data: bytes, source: bytes, opts: Options, cell_timeout: int, trusted: bool,
-                folder: Path | None = None) -> str:
+
+def fingerprint(
+    data: bytes, source: bytes, opts: Options, cell_timeout: int, trusted: bool, folder: Path | None = None
+) -> str:
     """What a graded result depends on: the notebook, the other files of the submission folder, the source
     notebook, the grader's version and the limits."""
     h = hashlib.sha256()
-    for part in (data, source, GRADER_VERSION.encode(), str(cell_timeout).encode(),
-                 str(opts.notebook_timeout).encode(), str(trusted).encode(), str(opts.memory_bytes).encode(),
-                 str(opts.disk_bytes).encode()):
+    for part in (
+        data,
+        source,
+        GRADER_VERSION.encode(),
+        str(cell_timeout).encode(),
+        str(opts.notebook_timeout).encode(),
+        str(trusted).encode(),
+        str(opts.memory_bytes).encode(),
+        str(opts.disk_bytes).encode(),
+    ):
         h.update(hashlib.sha256(part).digest())
-    for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=False)) if folder else []:
+    for dirpath, _dirnames, filenames in sorted(os.walk(folder, followlinks=False)) if folder else []:
         for fname in sorted(filenames):
             path = Path(dirpath) / fname
             if path.suffix != ".ipynb" and path.is_file() and not path.is_symlink():
@@ -147,7 +162,10 @@ def fingerprint(data: bytes, source: bytes, opts: Options, cell_timeout: int, tr
 
 
 def zero_cells(points: dict[str, float], why: str) -> dict:
-    return {gid: {"score": 0.0, "max_score": pts, "status": CellStatus.NOT_GRADED, "why": why} for gid, pts in points.items()}
+    return {
+        gid: {"score": 0.0, "max_score": pts, "status": CellStatus.NOT_GRADED, "why": why}
+        for gid, pts in points.items()
+    }
 
 
 def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -> dict:
@@ -161,9 +179,9 @@ def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -
             cells[gid] = {"score": points[gid], "max_score": points[gid], "status": CellStatus.PASSED, "why": ""}
             continue
         if status == RunStatus.ERROR:
-            why = escape(info.get('ename', 'error'), 60)
+            why = escape(info.get("ename", "error"), 60)
             if info.get("evalue"):
-                why += ": " + escape(info['evalue'].strip().splitlines()[0] if info['evalue'].strip() else '', 160)
+                why += ": " + escape(info["evalue"].strip().splitlines()[0] if info["evalue"].strip() else "", 160)
         elif status == RunStatus.TIMEOUT:
             why = "timed out"
         elif status == RunStatus.NOT_RUN:  # the kernel died or the notebook time ran out before this test
@@ -185,11 +203,19 @@ class Job:
     notebook: str
     state_path: Path
     state: dict
-    run: dict | None = None          # runner job, when the notebook must be executed
+    run: dict | None = None  # runner job, when the notebook must be executed
 
 
-def plan_notebook(course: Course, opts: Options, student: str, source_path: Path, expected: set[str],
-                  cell_timeout: int, scratch: Path, secret: bytes = b"") -> Job:
+def plan_notebook(
+    course: Course,
+    opts: Options,
+    student: str,
+    source_path: Path,
+    expected: set[str],
+    cell_timeout: int,
+    scratch: Path,
+    secret: bytes = b"",
+) -> Job:
     assignment, name = opts.assignment, source_path.stem
     folder = course.submitted / student / assignment
     state_path = course.autograded / student / assignment / f"{name}.grading.json"
@@ -198,7 +224,12 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
     points = asm.points_of(source_nb)
     base = {"student": student, "assignment": assignment, "notebook": name, "notes": [], "findings": []}
     if not folder.is_dir():
-        state = {**base, "status": Status.NO_SUBMISSION, "reason": "no submission", "cells": zero_cells(points, "no submission")}
+        state = {
+            **base,
+            "status": Status.NO_SUBMISSION,
+            "reason": "no submission",
+            "cells": zero_cells(points, "no submission"),
+        }
         summarise(state)
         return Job(student, name, state_path, state)
     path, note = find_notebook(folder, name, expected)
@@ -243,7 +274,7 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
             findings += static_scan.tamper_findings(cell.source, where)
     # code files next to the notebook run too when imported (sitecustomize.py even at start): check them;
     # compiled code cannot be checked, so it is never copied into the sandbox
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    for dirpath, _dirnames, filenames in os.walk(folder, followlinks=False):
         for fname in filenames:
             src = Path(dirpath) / fname
             if src.suffix == ".py" and src.is_file() and not src.is_symlink():
@@ -277,21 +308,30 @@ def plan_notebook(course: Course, opts: Options, student: str, source_path: Path
             copied += size
     nb_in = work.parent / "assembled.ipynb"
     nbformat.write(assembled.nb, str(nb_in))
-    run = {"notebook": str(nb_in), "executed": str(work.parent / "executed.ipynb"),
-           "result": str(work.parent / "result.json"),
-           "package_dir": str(Path(asm.__file__).resolve().parents[1]), "work_dir": str(work), "ipc_dir": str(ipc),
-           "cell_timeout": cell_timeout, "notebook_timeout": opts.notebook_timeout,
-           "limits": {"memory_bytes": opts.memory_bytes, "disk_bytes": opts.disk_bytes},
-           "student_names": sorted(asm.student_names(source_nb)),
-           "judge_key": judge_key(secret, assignment, student, name, fp)}
+    run = {
+        "notebook": str(nb_in),
+        "executed": str(work.parent / "executed.ipynb"),
+        "result": str(work.parent / "result.json"),
+        "package_dir": str(Path(asm.__file__).resolve().parents[1]),
+        "work_dir": str(work),
+        "ipc_dir": str(ipc),
+        "cell_timeout": cell_timeout,
+        "notebook_timeout": opts.notebook_timeout,
+        "limits": {"memory_bytes": opts.memory_bytes, "disk_bytes": opts.disk_bytes},
+        "student_names": sorted(asm.student_names(source_nb)),
+        "judge_key": judge_key(secret, assignment, student, name, fp),
+    }
     state = {**base, "status": Status.PENDING, "tests": assembled.tests, "points": assembled.points}
     return Job(student, name, state_path, state, run=run)
 
 
 def finish(state: dict, result: dict | None, error: str | None) -> dict:
     if error or result is None:
-        state.update(status=Status.GRADER_ERROR, reason=f"grader error (will be retried): {error}",
-                     cells=zero_cells(state["points"], "grader error"))
+        state.update(
+            status=Status.GRADER_ERROR,
+            reason=f"grader error (will be retried): {error}",
+            cells=zero_cells(state["points"], "grader error"),
+        )
         summarise(state)
         return state
     cells = score_cells(state["tests"], state["points"], result)
@@ -315,13 +355,21 @@ def finish(state: dict, result: dict | None, error: str | None) -> dict:
     return state
 
 
-PLAN_SECONDS = 120          # reading, parsing and scanning one student's notebook
-RENDER_SECONDS = 300        # saving a result and rendering its feedback
-PLAN_MEMORY = 4 * 2**30     # beyond what the grader itself has mapped
+PLAN_SECONDS = 120  # reading, parsing and scanning one student's notebook
+RENDER_SECONDS = 300  # saving a result and rendering its feedback
+PLAN_MEMORY = 4 * 2**30  # beyond what the grader itself has mapped
 
 
-def plan_isolated(course: Course, opts: Options, student: str, source_path: Path, expected: set[str],
-                  cell_timeout: int, scratch: Path, secret: bytes) -> Job:
+def plan_isolated(
+    course: Course,
+    opts: Options,
+    student: str,
+    source_path: Path,
+    expected: set[str],
+    cell_timeout: int,
+    scratch: Path,
+    secret: bytes,
+) -> Job:
     """`plan_notebook` in a forked child with a time and memory limit: a notebook that makes reading, parsing
     or scanning fail, explode or hang (deep JSON, a huge expression) marks that student alone as unreadable."""
     import resource
@@ -341,7 +389,7 @@ def plan_isolated(course: Course, opts: Options, student: str, source_path: Path
             job = plan_notebook(course, opts, student, source_path, expected, cell_timeout, scratch, secret)
             payload = {"state": job.state, "run": job.run}
             code = 0
-        except BaseException as exc:  # noqa: BLE001 (reported as this student's failure)
+        except BaseException as exc:
             payload = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         try:
             with os.fdopen(write_fd, "w") as fh:
@@ -355,7 +403,7 @@ def plan_isolated(course: Course, opts: Options, student: str, source_path: Path
     try:
         payload = json.loads(data)
     except ValueError:
-        why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else "no result")
+        why = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else "no result"
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
             why = f"reading it took longer than {PLAN_SECONDS} s"
         payload = {"error": why}
@@ -363,8 +411,16 @@ def plan_isolated(course: Course, opts: Options, student: str, source_path: Path
         source_nb = nbformat.read(str(source_path), as_version=4)
         points = asm.points_of(source_nb)
         why = escape(f"the notebook could not be read within the grader's limits ({payload['error']})", 300)
-        state = {"student": student, "assignment": opts.assignment, "notebook": name, "notes": [], "findings": [],
-                 "status": Status.UNREADABLE, "reason": why, "cells": zero_cells(points, why)}
+        state = {
+            "student": student,
+            "assignment": opts.assignment,
+            "notebook": name,
+            "notes": [],
+            "findings": [],
+            "status": Status.UNREADABLE,
+            "reason": why,
+            "cells": zero_cells(points, why),
+        }
         summarise(state)
         return Job(student, name, state_path, state)
     return Job(student, name, state_path, payload["state"], run=payload["run"])
@@ -377,7 +433,9 @@ def submission_times(course: Course, assignment: str) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    return (
+        {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    )
 
 
 # --- the whole class ------------------------------------------------------------------------------------
@@ -408,8 +466,10 @@ def save(course: Course, state: dict, state_path: Path, executed: Path | None, f
 
 def _warm() -> int:
     """Imports a worker needs, done while the parent plans (so they overlap)."""
-    from attention_course.grading import feedback, runner  # noqa: F401
     from nbconvert import HTMLExporter  # noqa: F401
+
+    from attention_course.grading import feedback, runner  # noqa: F401
+
     return _UID[0] if _UID else 0
 
 
@@ -427,13 +487,14 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
     result, error = None, None
     try:
         result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
-    except Exception as exc:  # noqa: BLE001 (reported per student, never stops the class)
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:300] + "\n" + traceback.format_exc()[-800:]
     return _conclude(run, state, state_path, root, feedback, result, error)
 
 
-def _conclude(run: dict, state: dict, state_path: str, root: str, feedback: bool, result: dict | None,
-              error: str | None) -> dict:
+def _conclude(
+    run: dict, state: dict, state_path: str, root: str, feedback: bool, result: dict | None, error: str | None
+) -> dict:
     """Score and save one executed notebook (in a local worker, or in this process for a cluster's result)."""
     if result is not None:
         nb = result.pop("notebook")
@@ -453,7 +514,7 @@ def _conclude(run: dict, state: dict, state_path: str, root: str, feedback: bool
         try:
             save(course, state, Path(state_path), Path(run["executed"]), feedback)
             state["saved"] = True
-        except Exception as exc:  # noqa: BLE001 (this student's grader error, retried on the next run)
+        except Exception as exc:
             state = finish(state, None, f"saving the result failed: {type(exc).__name__}: {exc}"[:300])
         finally:
             signal.alarm(0)
@@ -496,7 +557,6 @@ class LocalPool:
 
 
 def grade(course: Course, opts: Options, out=sys.stdout) -> int:
-    from nbgrader.api import Gradebook
 
     from attention_course.grading.sandbox import available
 
@@ -525,9 +585,12 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         try:
             register_assignment(course, db_url, assignment, sources)
         except RuntimeError as exc:  # nbgrader refuses to change graded cells once submissions are recorded
-            print(f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed "
-                  f"after grading began: restore them, or remove the assignment's submissions (`nbgrader db "
-                  f"assignment remove {assignment} --force`) and grade again.", file=out)
+            print(
+                f"cannot record {assignment} in the gradebook: {exc}. The graded cells of the source changed "
+                f"after grading began: restore them, or remove the assignment's submissions (`nbgrader db "
+                f"assignment remove {assignment} --force`) and grade again.",
+                file=out,
+            )
             return 2
         cell_timeout = opts.cell_timeout or course.cell_timeout
         jobs_n = opts.jobs or os.cpu_count() or 1
@@ -585,18 +648,23 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
                     complete(job, gb)
         todo = [p for p in plans if p.run]
         if todo:
-            print(f"grading {len(todo)} notebook(s) of {assignment} with {pool.describe()}"
-                  f" ({len(plans) - len(todo)} already graded or nothing to run)", file=out, flush=True)
+            print(
+                f"grading {len(todo)} notebook(s) of {assignment} with {pool.describe()}"
+                f" ({len(plans) - len(todo)} already graded or nothing to run)",
+                file=out,
+                flush=True,
+            )
             bar = None
             if opts.progress:
                 from tqdm import tqdm
+
                 bar = tqdm(total=len(todo), unit="nb", desc=assignment, file=sys.stderr, dynamic_ncols=True)
             futures = {pool.submit(job, course, opts): job for job in todo}
             for future in pool.as_completed(futures):
                 job = futures[future]
                 try:
                     job.state = pool.state(future, job)
-                except Exception as exc:  # noqa: BLE001 (a broken worker: retried on the next run)
+                except Exception as exc:
                     job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
                 failures += job.state["status"] == Status.GRADER_ERROR
                 complete(job, gb)
@@ -605,6 +673,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
             if bar:
                 bar.close()
     from attention_course.grading.export import export
+
     export(course, db_url, course.root / "grades.csv", students)
     print_summary(course, assignment, students, sources, done_states, time.monotonic() - started, len(todo), out)
     for name, why in refused:
@@ -623,9 +692,13 @@ def print_summary(course, assignment, students, sources, states, seconds, execut
         status = overall([s["status"] for s in sts])
         kind = "graded" if status == Status.GRADED else "failed"
         counts[kind] = counts.get(kind, 0) + 1
-        reason = escape(" | ".join(s["reason"] + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "")
-                                   for s in sts), 600)
+        reason = escape(
+            " | ".join(s["reason"] + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "") for s in sts), 600
+        )
         print(f"  {student:<{width}}  {score:g}/{max_score:g}  {status:<13} {reason}", file=out)
-    print(f"graded: {counts.get('graded', 0)}, failed (nothing gradable or grading refused): "
-          f"{counts.get('failed', 0)}; scores in {course.db_url.split('@')[-1]}, grades.csv, "
-          f"feedback in {course.feedback.relative_to(course.root)}/", file=out)
+    print(
+        f"graded: {counts.get('graded', 0)}, failed (nothing gradable or grading refused): "
+        f"{counts.get('failed', 0)}; scores in {course.db_url.split('@')[-1]}, grades.csv, "
+        f"feedback in {course.feedback.relative_to(course.root)}/",
+        file=out,
+    )

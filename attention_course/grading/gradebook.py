@@ -4,6 +4,7 @@ Only the instructor's grading process writes it (never a worker, never a sandbox
 what `nbgrader generate_assignment` would (notebooks, grade and solution cells, checksums), `record` writes one
 student's automatic scores once all of their notebooks are done. `grades.csv` is written from it by export.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,10 @@ def register_assignment(course: Course, db_url: str, assignment: str, sources: l
         gb.update_or_create_assignment(assignment)
     for path in sources:
         nb = nbformat.read(str(path), as_version=4)
-        resources = {"nbgrader": {"db_url": db_url, "assignment": assignment, "notebook": path.stem},
-                     "language": "python"}
+        resources = {
+            "nbgrader": {"db_url": db_url, "assignment": assignment, "notebook": path.stem},
+            "language": "python",
+        }
         for pp in (ClearSolutions(config=course.config), ClearOutput(), ComputeChecksums(), SaveCells()):
             nb, resources = pp.preprocess(nb, resources)
 
@@ -61,8 +64,9 @@ def record(gb, assignment: str, student: str, states: dict[str, dict], timestamp
     if timestamp:
         try:
             from nbgrader.utils import parse_utc
+
             sub.timestamp = parse_utc(timestamp)
-        except Exception:  # noqa: BLE001 (a student-written timestamp file is not trusted to parse)
+        except Exception:
             pass
     for notebook in sub.notebooks:
         state = states.get(notebook.name, {})

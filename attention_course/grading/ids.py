@@ -5,6 +5,7 @@ with a letter or digit (no `..`, no `/`, no spaces, no control characters, nothi
 Folders in `submitted/` that break it, and links anywhere under `submitted/`, are refused and reported, never
 graded or followed.
 """
+
 from __future__ import annotations
 
 import re

@@ -23,6 +23,7 @@ predicted, and the generator is re-seeded from the key after every call into the
 
 The same test cells run unchanged in-kernel under plain `nbgrader autograde` and Validate.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -38,10 +39,10 @@ import time
 import torch
 
 from attention_course import checks
-from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
 from attention_course.grading import wire
 from attention_course.grading.ids import escape
 from attention_course.grading.records import RunStatus
+from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
 
 MAX_TEST_OUTPUT = 64 * 1024
 
@@ -51,9 +52,23 @@ class RemoteError(Exception):
 
 
 _REMOTE_ERRORS: dict[str, type] = {}
-_MAPPED = {name: getattr(builtins, name) for name in (
-    "AttributeError", "TypeError", "ValueError", "RuntimeError", "IndexError", "KeyError", "NotImplementedError",
-    "AssertionError", "ZeroDivisionError", "NameError", "LookupError", "ArithmeticError")}
+_MAPPED = {
+    name: getattr(builtins, name)
+    for name in (
+        "AttributeError",
+        "TypeError",
+        "ValueError",
+        "RuntimeError",
+        "IndexError",
+        "KeyError",
+        "NotImplementedError",
+        "AssertionError",
+        "ZeroDivisionError",
+        "NameError",
+        "LookupError",
+        "ArithmeticError",
+    )
+}
 
 
 def remote_error(kind: str, message: str) -> RemoteError:
@@ -86,7 +101,7 @@ def _module_class(name) -> type | None:
 class Remote(wire.Handle):
     """A handle on an object in the student's kernel. Every use is a request; results are plain data."""
 
-    def __init__(self, judge: "Judge", hid: int, info: dict):
+    def __init__(self, judge: Judge, hid: int, info: dict):
         object.__setattr__(self, "_judge", judge)
         object.__setattr__(self, "hid", hid)
         object.__setattr__(self, "info", info)
@@ -148,8 +163,12 @@ def _write_back(local, after) -> None:
     """Copy the kernel's view of the arguments after a call into the judge's own tensors, where they differ
     (a student's function that modifies its input in place is seen doing so, as under plain nbgrader)."""
     if isinstance(local, torch.Tensor) and not isinstance(local, RemoteParameter):
-        if isinstance(after, torch.Tensor) and after.shape == local.shape and after.dtype == local.dtype \
-                and not torch.equal(after, local):
+        if (
+            isinstance(after, torch.Tensor)
+            and after.shape == local.shape
+            and after.dtype == local.dtype
+            and not torch.equal(after, local)
+        ):
             with torch.no_grad():
                 local.copy_(after)
     elif isinstance(local, (list, tuple)) and isinstance(after, (list, tuple)) and len(local) == len(after):
@@ -164,7 +183,7 @@ def _write_back(local, after) -> None:
 class Namespace(dict):
     """The test cells' globals: assigning a student-defined name also replaces it in the kernel."""
 
-    def __init__(self, judge: "Judge"):
+    def __init__(self, judge: Judge):
         super().__init__()
         self._judge = judge
 
@@ -181,8 +200,11 @@ def _segments(source: str) -> list[tuple[str, bool]]:
     if len(marks) != 2 or lines[marks[0]].strip() != HIDDEN_BEGIN:
         return [(source, False)]
     b, e = marks
-    parts = [("".join(lines[:b]), False), ("\n" * (b + 1) + "".join(lines[b + 1:e]), True),
-             ("\n" * (e + 1) + "".join(lines[e + 1:]), False)]
+    parts = [
+        ("".join(lines[:b]), False),
+        ("\n" * (b + 1) + "".join(lines[b + 1 : e]), True),
+        ("\n" * (e + 1) + "".join(lines[e + 1 :]), False),
+    ]
     try:
         for text, _ in parts:
             compile(text, "<test>", "exec")
@@ -201,10 +223,10 @@ class Judge:
         self.deadline: float | None = None
         self._remotes: dict[int, Remote] = {}
         self._standins: list = []
-        self._hidden: str | None = None     # grade_id while a hidden block runs
+        self._hidden: str | None = None  # grade_id while a hidden block runs
         self._calls = 0
         self._seed = torch.manual_seed
-        self.abandoned = False              # set by the runner when the kernel finished its turn on its own
+        self.abandoned = False  # set by the runner when the kernel finished its turn on its own
 
     # --- plain data both ways ------------------------------------------------------------------------------
     def _make_remote(self, spec: dict) -> Remote:
@@ -268,18 +290,26 @@ class Judge:
         try:
             value = fn(*(args if isinstance(args, list) else []), **(kwargs if isinstance(kwargs, dict) else {}))
             body = {"op": "return", "value": self._encode(value, out)}
-        except Exception as exc:  # noqa: BLE001 (the trusted stand-in failed on the student's arguments)
+        except Exception as exc:
             body, out = {"op": "raise", "message": f"the grader's stand-in raised {type(exc).__name__}"}, [b""]
         wire.send(self.sock, body, out[1:])
 
     def call(self, hid: int, args, kwargs):
         stack = checks._remote_stack() or []
         frames = [b""]
-        ctx = {"grad": torch.is_grad_enabled(), "rng": wire.encode(torch.get_rng_state(), frames),
-               "forbid": [[list(e[1]), str(e[2])] for e in stack if e[0] == "forbid"],
-               "largest": any(e[0] == "largest" for e in stack)}
-        message = {"op": "call", "h": hid, "ctx": ctx, "args": self._encode(list(args), frames),
-                   "kwargs": self._encode(dict(kwargs), frames)}
+        ctx = {
+            "grad": torch.is_grad_enabled(),
+            "rng": wire.encode(torch.get_rng_state(), frames),
+            "forbid": [[list(e[1]), str(e[2])] for e in stack if e[0] == "forbid"],
+            "largest": any(e[0] == "largest" for e in stack),
+        }
+        message = {
+            "op": "call",
+            "h": hid,
+            "ctx": ctx,
+            "args": self._encode(list(args), frames),
+            "kwargs": self._encode(dict(kwargs), frames),
+        }
         self._send(message, frames)
         value, reply, frames = self._await_reply(with_frames=True)
         if "inputs" in reply:  # in-place changes the student's code made to its inputs, as if it ran here
@@ -340,7 +370,7 @@ class Judge:
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 exec(compile(source, "<set-up>", "exec"), self.ns)
-        except Exception:  # noqa: BLE001 (its failure shows in the tests that need it)
+        except Exception:
             pass
 
     def run_test(self, gid: str, source: str, timeout: float) -> dict:
@@ -356,7 +386,7 @@ class Judge:
                     raise KernelLost("your kernel did not answer the grader")
                 try:
                     self.sock, _ = self.listener.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
             self.sock.settimeout(None)
             checks._REMOTE.stack = []
@@ -375,9 +405,12 @@ class Judge:
                     else:
                         exec(compiled, self.ns)
         except KernelLost as exc:
-            result = {"status": RunStatus.TIMEOUT if "timed out" in str(exc) else RunStatus.ERROR, "ename": "KernelLost",
-                      "evalue": str(exc)}
-        except BaseException as exc:  # noqa: BLE001 (any failure of the test code is the test failing)
+            result = {
+                "status": RunStatus.TIMEOUT if "timed out" in str(exc) else RunStatus.ERROR,
+                "ename": "KernelLost",
+                "evalue": str(exc),
+            }
+        except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -5,6 +5,7 @@ that carry them between planning (grade.py), execution (runner.py), feedback (fe
 States are saved as JSON (`autograded/<student>/<assignment>/<notebook>.grading.json`), so the statuses are
 `StrEnum`s: they are written as their plain strings and compare equal to them when read back.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -14,23 +15,23 @@ from enum import StrEnum
 class NotebookStatus(StrEnum):
     """One student's notebook, after planning or grading."""
 
-    GRADED = "graded"                  # every test cell was judged
-    NO_SUBMISSION = "no submission"    # nothing arrived: 0, with the reason
-    MISSING = "missing"                # the folder is there, the notebook is not (or is under another name)
-    UNREADABLE = "unreadable"          # not a notebook we can grade (the reason says why)
-    PENDING = "pending"                # planned, not yet executed
-    GRADER_ERROR = "grader error"      # our fault or the machine's: retried on the next run, never a score
-    NOT_GRADED = "not graded"          # submitted, not graded yet (grades.csv before `make grade` ran)
+    GRADED = "graded"  # every test cell was judged
+    NO_SUBMISSION = "no submission"  # nothing arrived: 0, with the reason
+    MISSING = "missing"  # the folder is there, the notebook is not (or is under another name)
+    UNREADABLE = "unreadable"  # not a notebook we can grade (the reason says why)
+    PENDING = "pending"  # planned, not yet executed
+    GRADER_ERROR = "grader error"  # our fault or the machine's: retried on the next run, never a score
+    NOT_GRADED = "not graded"  # submitted, not graded yet (grades.csv before `make grade` ran)
 
 
 class CellStatus(StrEnum):
     """A graded test cell in the gradebook and feedback."""
 
     PASSED = "passed"
-    ERROR = "error"                    # the test's code raised (an assertion, the student's exception)
+    ERROR = "error"  # the test's code raised (an assertion, the student's exception)
     TIMEOUT = "timeout"
-    NOT_RUN = "not run"                # the kernel died or the notebook's time ran out before this test
-    NOT_GRADED = "not graded"          # nothing gradable arrived
+    NOT_RUN = "not run"  # the kernel died or the notebook's time ran out before this test
+    NOT_GRADED = "not graded"  # nothing gradable arrived
 
 
 class RunStatus(StrEnum):
@@ -41,7 +42,7 @@ class RunStatus(StrEnum):
     TIMEOUT = "timeout"
     NOT_RUN = "not run"
     RAN = "ran"
-    JUDGED = "judged"                  # on a cluster worker: a test whose result only the instructor's judge holds
+    JUDGED = "judged"  # on a cluster worker: a test whose result only the instructor's judge holds
 
 
 @dataclass

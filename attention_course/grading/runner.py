@@ -9,6 +9,7 @@ kernel died. What the kernel replies (status, errors) is never read for scores. 
 are kept only for cells that ran before the first test; test cells show the judge's output. Outputs are capped
 (per cell and in total) so a flood cannot exhaust memory.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +26,6 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from attention_course.grading.course import atomic_write
 from attention_course.grading.judge import Judge
 from attention_course.grading.records import RunStatus
 from attention_course.grading.sandbox import Limits, Sandbox, SandboxCgroup, reap, scratch_mount, scratch_unmount
@@ -92,13 +91,23 @@ async def execute(job: dict, link_factory=None) -> dict:
     work.rename(planned)
     sized = scratch_mount(work, limits.disk_bytes)
     shutil.copytree(planned, work, dirs_exist_ok=True)
-    sandbox = Sandbox(package_dir=Path(job["package_dir"]), work_dir=work, ipc_dir=Path(job["ipc_dir"]), uid=uid,
-                      limits=limits, cgroup=cgroup)
+    sandbox = Sandbox(
+        package_dir=Path(job["package_dir"]),
+        work_dir=work,
+        ipc_dir=Path(job["ipc_dir"]),
+        uid=uid,
+        limits=limits,
+        cgroup=cgroup,
+    )
     sandbox.prepare()
-    km = AsyncKernelManager(transport="ipc", ip=str(Path(job["ipc_dir"]) / "kernel"),
-                            connection_file=str(Path(job["ipc_dir"]) / "kernel.json"))
-    km._kernel_spec = KernelSpec(argv=sandbox.kernel_argv(), display_name="sandboxed python",
-                                 language="python", interrupt_mode="message", env={})
+    km = AsyncKernelManager(
+        transport="ipc",
+        ip=str(Path(job["ipc_dir"]) / "kernel"),
+        connection_file=str(Path(job["ipc_dir"]) / "kernel.json"),
+    )
+    km._kernel_spec = KernelSpec(
+        argv=sandbox.kernel_argv(), display_name="sandboxed python", language="python", interrupt_mode="message", env={}
+    )
     original_write = km.write_connection_file
 
     def write_connection_file(**kwargs):  # the kernel runs as another user: it must be able to read this file
@@ -106,10 +115,18 @@ async def execute(job: dict, link_factory=None) -> dict:
         os.chmod(km.connection_file, 0o644)
 
     km.write_connection_file = write_connection_file
-    client = CappedClient(nb, km=km, timeout=job["cell_timeout"], startup_timeout=job.get("startup_timeout", 120),
-                          interrupt_on_timeout=True, allow_errors=True,
-                          error_on_timeout={"ename": "CellTimeoutError", "evalue": "cell timed out"}, record_timing=False,
-                          shutdown_kernel="immediate", kernel_name="")
+    client = CappedClient(
+        nb,
+        km=km,
+        timeout=job["cell_timeout"],
+        startup_timeout=job.get("startup_timeout", 120),
+        interrupt_on_timeout=True,
+        allow_errors=True,
+        error_on_timeout={"ename": "CellTimeoutError", "evalue": "cell timed out"},
+        record_timing=False,
+        shutdown_kernel="immediate",
+        kernel_name="",
+    )
     cells: list[dict] = [{"status": RunStatus.NOT_RUN} for _ in nb.cells]
     started = time.monotonic()
     deadline = started + job["notebook_timeout"]
@@ -127,8 +144,11 @@ async def execute(job: dict, link_factory=None) -> dict:
         async with client.async_setup_kernel(stdout=log, stderr=log):
             for index, cell in enumerate(nb.cells):
                 origin = cell.metadata.get("grading", {}).get("origin")
-                is_test = origin == "source" and cell.cell_type == "code" and \
-                    bool(cell.metadata.get("nbgrader", {}).get("grade"))
+                is_test = (
+                    origin == "source"
+                    and cell.cell_type == "code"
+                    and bool(cell.metadata.get("nbgrader", {}).get("grade"))
+                )
                 if cell.cell_type != "code" or not cell.source.strip():
                     cells[index] = {"status": RunStatus.OK}
                     continue
@@ -172,7 +192,7 @@ async def execute(job: dict, link_factory=None) -> dict:
         try:
             if km.has_kernel:
                 await km.shutdown_kernel(now=True)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         log.close()
         listener.close()
@@ -185,7 +205,7 @@ async def execute(job: dict, link_factory=None) -> dict:
             shutil.copytree(work, planned, dirs_exist_ok=True, symlinks=True)
         if sized:
             scratch_unmount(work)
-    for index, cell in enumerate(nb.cells):
+    for index in range(len(nb.cells)):
         if index in client.truncated:
             cells[index]["truncated"] = True
     return {"cells": cells, "died": died, "seconds": round(time.monotonic() - started, 2), "notebook": nb}
@@ -196,8 +216,11 @@ def _judge_outputs(judged: dict) -> list:
     if judged.get("stdout"):
         outputs.append(nbformat.v4.new_output("stream", name="stdout", text=judged["stdout"]))
     if judged["status"] != RunStatus.OK:
-        outputs.append(nbformat.v4.new_output("error", ename=judged.get("ename", "Error"),
-                                              evalue=judged.get("evalue", ""), traceback=[]))
+        outputs.append(
+            nbformat.v4.new_output(
+                "error", ename=judged.get("ename", "Error"), evalue=judged.get("evalue", ""), traceback=[]
+            )
+        )
     return outputs
 
 
@@ -206,8 +229,9 @@ async def _judge_turn(client, km, judge, cell, index: int, serve_source: str, ti
     serve = nbformat.v4.new_code_cell(serve_source)
     client.timeout = timeout + 15  # the judge's own deadline comes first
     kernel_turn = asyncio.ensure_future(client.async_execute_cell(serve, index, execution_count=index + 1))
-    judging = asyncio.ensure_future(asyncio.to_thread(judge.test, index, cell.metadata["nbgrader"]["grade_id"],
-                                                      cell.source, timeout))
+    judging = asyncio.ensure_future(
+        asyncio.to_thread(judge.test, index, cell.metadata["nbgrader"]["grade_id"], cell.source, timeout)
+    )
     await asyncio.wait({kernel_turn, judging}, return_when=asyncio.FIRST_COMPLETED)
     if not judging.done():
         await asyncio.sleep(0.5)
@@ -216,20 +240,22 @@ async def _judge_turn(client, km, judge, cell, index: int, serve_source: str, ti
     judged = await judging
     died = None
     if not kernel_turn.done():  # after `end` the agent returns at once; a kernel still busy is interrupted
-        done, _ = await asyncio.wait({kernel_turn}, timeout=2 if judged["status"] == RunStatus.OK or
-                                      (judged["status"] == "judged" and judge.wait_ok) else 0.2)
+        done, _ = await asyncio.wait(
+            {kernel_turn},
+            timeout=2 if judged["status"] == RunStatus.OK or (judged["status"] == "judged" and judge.wait_ok) else 0.2,
+        )
         if not done:
             try:
                 await km.interrupt_kernel()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
     try:
         await asyncio.wait_for(asyncio.shield(kernel_turn), timeout=30)
     except DeadKernelError:
         died = "kernel died"
-    except (CellTimeoutError, asyncio.TimeoutError):
+    except (TimeoutError, CellTimeoutError):
         died = "kernel did not answer after a timeout"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         died = f"kernel failed: {type(exc).__name__}"
     if died is None and not await km.is_alive():
         died = "kernel died"

@@ -17,6 +17,7 @@ with the sandbox, so the kernel can live in its own network namespace with no ne
   lives on a sized tmpfs mounted by the grader (`scratch_mount`);
 - per-process limits: address space, processes/threads, CPU seconds, size of files written, open files.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ COURSE_MOUNT = "/opt/course"
 HOME = "/home/student"
 BASE_UID = 61000  # sandbox uids: leased from BASE_UID .. BASE_UID + UID_RANGE - 1 (no such users need exist)
 UID_RANGE = 4096
-LOCK_DIR = Path("/run/lock/attention-course-sandbox") if Path("/run/lock").is_dir() else \
-    Path("/tmp/attention-course-sandbox-locks")
+LOCK_DIR = (
+    Path("/run/lock/attention-course-sandbox")
+    if Path("/run/lock").is_dir()
+    else Path("/tmp/attention-course-sandbox-locks")
+)
 CGROUP_NAME = "attention-course-sandbox"
 
 
@@ -44,24 +48,24 @@ NOTEBOOK_SECONDS = 600  # wall-clock seconds one notebook may take (the default 
 
 @dataclass
 class Limits:
-    memory_bytes: int = 8 * 2**30     # memory of the sandbox as a whole (its cgroup), RAM-backed /tmp included
-    address_bytes: int = 8 * 2**30    # address space per process: `import torch` alone maps ~3.3 GB
-    processes: int = 256              # processes + threads of the sandbox's user id
-    cpu_seconds: int = 900            # CPU time of the kernel process
-    file_bytes: int = 256 * 2**20     # largest file the kernel may write
+    memory_bytes: int = 8 * 2**30  # memory of the sandbox as a whole (its cgroup), RAM-backed /tmp included
+    address_bytes: int = 8 * 2**30  # address space per process: `import torch` alone maps ~3.3 GB
+    processes: int = 256  # processes + threads of the sandbox's user id
+    cpu_seconds: int = 900  # CPU time of the kernel process
+    file_bytes: int = 256 * 2**20  # largest file the kernel may write
     open_files: int = 1024
-    disk_bytes: int = 1 * 2**30       # writable space: the submission folder's copy, and /tmp (each)
+    disk_bytes: int = 1 * 2**30  # writable space: the submission folder's copy, and /tmp (each)
 
 
 @dataclass
 class Sandbox:
-    package_dir: Path                 # the `attention_course` package to mount read-only
-    work_dir: Path                    # scratch copy of the submission folder (becomes the kernel's cwd)
-    ipc_dir: Path                     # folder for the kernel's unix sockets and connection file
-    uid: int = BASE_UID               # a leased sandbox uid (lease_uid)
+    package_dir: Path  # the `attention_course` package to mount read-only
+    work_dir: Path  # scratch copy of the submission folder (becomes the kernel's cwd)
+    ipc_dir: Path  # folder for the kernel's unix sockets and connection file
+    uid: int = BASE_UID  # a leased sandbox uid (lease_uid)
     limits: Limits = field(default_factory=Limits)
-    network: bool = False             # for tests of the sandbox itself only
-    cgroup: "SandboxCgroup | None" = None
+    network: bool = False  # for tests of the sandbox itself only
+    cgroup: SandboxCgroup | None = None
 
     def prepare(self) -> None:
         for folder in (self.work_dir, self.ipc_dir):
@@ -85,12 +89,41 @@ class Sandbox:
             cmd.append("--unshare-net")
         cmd += ["--hostname", "sandbox", "--clearenv"]
         size = str(lim.disk_bytes)
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-                "--perms", "1777", "--dir", "/var", "--perms", "1777", "--size", size, "--tmpfs", "/var/tmp",
-                "--perms", "0755", "--tmpfs", "/home"]
+        cmd += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--perms",
+            "1777",
+            "--size",
+            size,
+            "--tmpfs",
+            "/tmp",
+            "--perms",
+            "1777",
+            "--dir",
+            "/var",
+            "--perms",
+            "1777",
+            "--size",
+            size,
+            "--tmpfs",
+            "/var/tmp",
+            "--perms",
+            "0755",
+            "--tmpfs",
+            "/home",
+        ]
         # parents of bind targets are created by bwrap: make them traversable for the unprivileged uid
         dirs = set()
-        for target in [*self._python_paths(), str(self.work_dir), str(self.ipc_dir), f"{COURSE_MOUNT}/attention_course", HOME]:
+        for target in [
+            *self._python_paths(),
+            str(self.work_dir),
+            str(self.ipc_dir),
+            f"{COURSE_MOUNT}/attention_course",
+            HOME,
+        ]:
             parent = Path(target).parent
             while str(parent) not in ("/", ""):
                 dirs.add(str(parent))
@@ -111,31 +144,68 @@ class Sandbox:
         for path in self._python_paths():
             cmd += ["--ro-bind", path, path]
         cmd += ["--ro-bind", str(self.package_dir), f"{COURSE_MOUNT}/attention_course"]
-        cmd += ["--bind", str(self.work_dir), str(self.work_dir), "--bind", str(self.ipc_dir), str(self.ipc_dir),
-                "--symlink", str(self.work_dir), HOME, "--chdir", str(self.work_dir)]
+        cmd += [
+            "--bind",
+            str(self.work_dir),
+            str(self.work_dir),
+            "--bind",
+            str(self.ipc_dir),
+            str(self.ipc_dir),
+            "--symlink",
+            str(self.work_dir),
+            HOME,
+            "--chdir",
+            str(self.work_dir),
+        ]
         env = {
-            "HOME": HOME, "PATH": f"{os.path.dirname(self.python())}:/usr/bin:/bin", "LANG": "C.UTF-8",
-            "PYTHONPATH": COURSE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg", **private_home("/tmp"), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-            "CUDA_VISIBLE_DEVICES": "", "TMPDIR": "/tmp",
+            "HOME": HOME,
+            "PATH": f"{os.path.dirname(self.python())}:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": COURSE_MOUNT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            **private_home("/tmp"),
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+            "TMPDIR": "/tmp",
         }
         for key, value in env.items():
             cmd += ["--setenv", key, value]
-        cmd += ["--", PRLIMIT, f"--as={max(lim.address_bytes, lim.memory_bytes)}", f"--nproc={lim.processes}", f"--cpu={lim.cpu_seconds}",
-                f"--fsize={lim.file_bytes}", f"--nofile={lim.open_files}", "--core=0", "--",
-                SETPRIV, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--inh-caps=-all",
-                "--bounding-set=-all", "--no-new-privs", "--"]
+        cmd += [
+            "--",
+            PRLIMIT,
+            f"--as={max(lim.address_bytes, lim.memory_bytes)}",
+            f"--nproc={lim.processes}",
+            f"--cpu={lim.cpu_seconds}",
+            f"--fsize={lim.file_bytes}",
+            f"--nofile={lim.open_files}",
+            "--core=0",
+            "--",
+            SETPRIV,
+            f"--reuid={self.uid}",
+            f"--regid={self.uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
         if self.cgroup is not None:  # join the sandbox's cgroup first: bwrap and all it starts stay in it
             cmd = self.cgroup.enter_command() + cmd
         return cmd + argv
 
     def kernel_argv(self) -> list[str]:
-        return self.command([self.python(), "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                             "--HistoryManager.enabled=False"])
+        return self.command(
+            [self.python(), "-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False"]
+        )
 
 
 # --- resources no other sandbox can touch -------------------------------------------------------------------
+
 
 def lease_uid() -> tuple[int, int]:
     """(uid, fd): a sandbox user id no other grading process on this machine holds, for as long as `fd` stays
@@ -167,7 +237,7 @@ class SandboxCgroup:
         self.dirs = dirs  # controller -> cgroup directory ("v2" -> the one directory)
 
     @classmethod
-    def create(cls, name: str, limits: Limits) -> "SandboxCgroup | None":
+    def create(cls, name: str, limits: Limits) -> SandboxCgroup | None:
         root = Path("/sys/fs/cgroup")
         try:
             if (root / "memory" / "cgroup.procs").exists() and (root / "pids" / "cgroup.procs").exists():
@@ -179,8 +249,9 @@ class SandboxCgroup:
                     (dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
                 (dirs["pids"] / "pids.max").write_text(str(limits.processes))
                 return cls(dirs)._emptied()
-            controllers = (root / "cgroup.controllers").read_text().split() \
-                if (root / "cgroup.controllers").exists() else []
+            controllers = (
+                (root / "cgroup.controllers").read_text().split() if (root / "cgroup.controllers").exists() else []
+            )
             if {"memory", "pids"} <= set(controllers):
                 parent = root / CGROUP_NAME
                 parent.mkdir(exist_ok=True)
@@ -196,7 +267,7 @@ class SandboxCgroup:
             return None
         return None
 
-    def _emptied(self) -> "SandboxCgroup":
+    def _emptied(self) -> SandboxCgroup:
         """Processes a previous sandbox of this uid left in its cgroup (its holder died) are killed first."""
         kill_until_gone(self.members, 30.0)
         return self
@@ -246,8 +317,11 @@ def scratch_mount(path: Path, size: int) -> bool:
     import subprocess
 
     path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755,nosuid,nodev", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755,nosuid,nodev", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     return proc.returncode == 0
 
 
@@ -266,8 +340,12 @@ def available() -> str | None:
     if os.geteuid() != 0:
         return "the sandbox drops to a per-worker user id, which needs root (run the grader as root or in a container)"
     try:
-        proc = subprocess.run([BWRAP, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "true"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [BWRAP, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except OSError as exc:
         return f"bwrap cannot start: {exc}"
     if proc.returncode:

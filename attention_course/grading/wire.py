@@ -10,6 +10,7 @@ outside `DTYPES`, shapes that do not match the byte count, more than `MAX_FRAMES
 are refused with `WireError`. Tensors are rebuilt from bytes as plain `torch.Tensor`s, so a tensor subclass or
 an object with a lying `__eq__` in the kernel arrives as numbers and nothing else.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,23 @@ import time
 
 import torch
 
-DTYPES = {name: getattr(torch, name) for name in (
-    "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
-    "complex64", "complex128")}
+DTYPES = {
+    name: getattr(torch, name)
+    for name in (
+        "float32",
+        "float64",
+        "float16",
+        "bfloat16",
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "uint8",
+        "bool",
+        "complex64",
+        "complex128",
+    )
+}
 MAX_FRAMES = 4096
 MAX_BYTES = 512 * 2**20
 MAX_DEPTH = 32
@@ -114,9 +129,15 @@ def decode(value, frames: list[bytes], make_handle=None, make_ref=None, depth: i
 
 def _untensor(spec: dict, frames: list[bytes]) -> torch.Tensor:
     index, dtype, shape = spec.get("$t"), spec.get("dtype"), spec.get("shape")
-    if set(spec) - {"$t", "dtype", "shape", "ref"} or type(index) is not int or not 0 < index < len(frames) or \
-            dtype not in DTYPES or type(shape) is not list or \
-            not all(type(s) is int and s >= 0 for s in shape) or len(shape) > 16:
+    if (
+        set(spec) - {"$t", "dtype", "shape", "ref"}
+        or type(index) is not int
+        or not 0 < index < len(frames)
+        or dtype not in DTYPES
+        or type(shape) is not list
+        or not all(type(s) is int and s >= 0 for s in shape)
+        or len(shape) > 16
+    ):
         raise WireError("bad tensor header")
     dt = DTYPES[dtype]
     numel = math.prod(shape)
@@ -129,6 +150,7 @@ def _untensor(spec: dict, frames: list[bytes]) -> torch.Tensor:
 
 
 # --- frames on a socket ------------------------------------------------------------------------------------
+
 
 def send(sock: socket.socket, message: dict, frames: list[bytes] | None = None) -> None:
     head = json.dumps(message, allow_nan=False, separators=(",", ":")).encode()
@@ -146,7 +168,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
             sock.settimeout(left)
         try:
             chunk = sock.recv(min(n - got, 1 << 20))
-        except socket.timeout:
+        except TimeoutError:
             raise TimeoutError("no answer in time") from None
         if not chunk:
             raise WireError("the other side closed the connection")

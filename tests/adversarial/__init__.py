@@ -7,6 +7,7 @@ Built from the released exercise and the reference answers (like tests/test_auto
 `<course>/submitted/`. Probes (reads of solutions/, the gradebook, other students, the network; writes to the
 gradebook) are written so that *success* would earn points: an exact lower score proves the sandbox held.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,8 @@ NB = f"{ASSIGNMENT}.ipynb"
 @dataclass
 class Case:
     score: float
-    status: str          # graded | unreadable | missing | no submission
-    reason: str = ""     # a piece of the reason the summary gives
+    status: str  # graded | unreadable | missing | no submission
+    reason: str = ""  # a piece of the reason the summary gives
 
 
 WRONG_SOFTMAX = "def softmax(x, dim=-1):\n    e = torch.exp(x - x.max())\n    return e / e.sum()\n"
@@ -64,7 +65,7 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
 
     def probed(probe: str, check: str, cell: str, wrong: str) -> str:
         """An answer that runs `probe` and is right only if `check()` succeeded (the attack worked)."""
-        indent = lambda code: "\n".join("    " + line for line in code.splitlines())  # noqa: E731
+        indent = lambda code: "\n".join("    " + line for line in code.splitlines())
         return f"{probe}if {check}():\n{indent(ref[cell])}\nelse:\n{indent(wrong)}\n"
 
     put("reference", answered(), Case(10, "graded", "all tests passed"))
@@ -85,29 +86,45 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     (folder("link-to-solutions") / NB).symlink_to(course / "solutions" / ASSIGNMENT / NB)
     cases["link-to-solutions"] = Case(0, "unreadable", "link")
     # --- code that loops, exits, crashes, floods
-    put("infinite-loop", answered(attention_pooling="def attention_pooling(weights, values):\n    while True:\n"
-                                                     "        pass\n"), Case(7, "graded", "timed out"))
+    put(
+        "infinite-loop",
+        answered(attention_pooling="def attention_pooling(weights, values):\n    while True:\n        pass\n"),
+        Case(7, "graded", "timed out"),
+    )
     nb = answered()
     nb.cells.insert(_index(nb, "softmax") + 1, _code("import sys\nsys.exit(0)"))
     put("sys-exit", nb, Case(10, "graded", "all tests passed"))
-    put("os-exit", answered(dot_product_scores=ref["dot_product_scores"] + "\nimport os\nos._exit(0)\n"),
-        Case(4, "graded", "kernel died"))
-    put("segfault", answered(attention_pooling=ref["attention_pooling"] +
-                             "\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"),
-        Case(7, "graded", "kernel died"))
+    put(
+        "os-exit",
+        answered(dot_product_scores=ref["dot_product_scores"] + "\nimport os\nos._exit(0)\n"),
+        Case(4, "graded", "kernel died"),
+    )
+    put(
+        "segfault",
+        answered(
+            attention_pooling=ref["attention_pooling"] + "\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+        ),
+        Case(7, "graded", "kernel died"),
+    )
     nb = answered()
-    nb.cells.insert(_index(nb, "softmax") + 1, _code("print('x' * (64 * 2**20))\nfor i in range(2000):\n"
-                                                      "    print(i, 'y' * 1000)"))
+    nb.cells.insert(
+        _index(nb, "softmax") + 1, _code("print('x' * (64 * 2**20))\nfor i in range(2000):\n    print(i, 'y' * 1000)")
+    )
     put("huge-output", nb, Case(10, "graded", "output truncated"))
     nb = answered()
-    nb.cells.insert(_index(nb, "softmax") + 1, _code(
-        "import os, time\nkids = 0\ntry:\n    for _ in range(2000):\n        if os.fork() == 0:\n"
-        "            time.sleep(600)\n            os._exit(0)\n        kids += 1\nexcept OSError as e:\n"
-        "    print('stopped after', kids, e)"))
+    nb.cells.insert(
+        _index(nb, "softmax") + 1,
+        _code(
+            "import os, time\nkids = 0\ntry:\n    for _ in range(2000):\n        if os.fork() == 0:\n"
+            "            time.sleep(600)\n            os._exit(0)\n        kids += 1\nexcept OSError as e:\n"
+            "    print('stopped after', kids, e)"
+        ),
+    )
     put("fork-bomb", nb, Case(10, "graded", "all tests passed"))
     nb = answered()
-    nb.cells.insert(_index(nb, "softmax") + 1, _code("import torch\nbig = torch.empty(40 * 2**30, dtype=torch.uint8)\n"
-                                                      "big.fill_(1)"))
+    nb.cells.insert(
+        _index(nb, "softmax") + 1, _code("import torch\nbig = torch.empty(40 * 2**30, dtype=torch.uint8)\nbig.fill_(1)")
+    )
     put("memory-hog", nb, Case(10, "graded", "all tests passed"))
     # --- edited structure: tests deleted or rewritten, metadata and points changed
     nb = answered()
@@ -124,8 +141,15 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
         if meta.get("grade"):
             meta["points"] = 100
     nb.cells.insert(3, _code("print('give me points')"))
-    nb.cells[3].metadata["nbgrader"] = {"grade": True, "grade_id": "bonus", "points": 50, "locked": True,
-                                        "solution": False, "schema_version": 3, "task": False}
+    nb.cells[3].metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": "bonus",
+        "points": 50,
+        "locked": True,
+        "solution": False,
+        "schema_version": 3,
+        "task": False,
+    }
     put("changed-points", nb, Case(6, "graded", "softmax_matches_torch"))
     nb = answered(dot_product_scores=WRONG_DOT)
     for cell in nb.cells:
@@ -138,26 +162,47 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     put("duplicated-answer", nb, Case(7, "graded", "attention_pooling_matches_weighted_sum"))
     # --- tampering with the judges (all with wrong answers: they earn what the code earns, and are flagged for
     # review where the static scan sees them; the scan never sets a score)
-    put("patch-assert-close", answered(softmax=WRONG_SOFTMAX + "\nimport torch\n"
-                                       "torch.testing.assert_close = lambda *a, **k: None\n"),
-        Case(6, "graded", "flagged for review"))
+    put(
+        "patch-assert-close",
+        answered(softmax=WRONG_SOFTMAX + "\nimport torch\ntorch.testing.assert_close = lambda *a, **k: None\n"),
+        Case(6, "graded", "flagged for review"),
+    )
     nb = answered(dot_product_scores=ZERO_DOT)
-    nb.cells.insert(2, _code("import numpy as np\nimport torch\nt = torch\nt.equal = lambda a, b: True\n"
-                             "t.testing.assert_close = lambda *a, **k: None\nnp.allclose = lambda *a, **k: True"))
+    nb.cells.insert(
+        2,
+        _code(
+            "import numpy as np\nimport torch\nt = torch\nt.equal = lambda a, b: True\n"
+            "t.testing.assert_close = lambda *a, **k: None\nnp.allclose = lambda *a, **k: True"
+        ),
+    )
     put("patch-alias", nb, Case(7, "graded", "t.equal"))
     nb = answered(softmax=WRONG_SOFTMAX)
-    nb.cells.insert(2, _code("ip = get_ipython()\nip.input_transformers_cleanup.append(lambda lines: "
-                             "['pass\\n'] if any('assert' in l for l in lines) else lines)"))
+    nb.cells.insert(
+        2,
+        _code(
+            "ip = get_ipython()\nip.input_transformers_cleanup.append(lambda lines: "
+            "['pass\\n'] if any('assert' in l for l in lines) else lines)"
+        ),
+    )
     put("ipython-transformer", nb, Case(6, "graded", "get_ipython"))
-    put("obfuscated-patch", answered(attention_pooling=ZERO_POOL + "\nsetattr(getattr(__import__('torch'), "
-                                     "'testing'), 'assert_close', print)\n"), Case(7, "graded", "__import__"))
-    put("torch-library", answered(softmax=WRONG_SOFTMAX + "\nimport torch\nlib = torch.library.Library('aten', 'IMPL')\n"),
-        Case(6, "graded", "library"))
+    put(
+        "obfuscated-patch",
+        answered(
+            attention_pooling=ZERO_POOL + "\nsetattr(getattr(__import__('torch'), 'testing'), 'assert_close', print)\n"
+        ),
+        Case(7, "graded", "__import__"),
+    )
+    put(
+        "torch-library",
+        answered(softmax=WRONG_SOFTMAX + "\nimport torch\nlib = torch.library.Library('aten', 'IMPL')\n"),
+        Case(6, "graded", "library"),
+    )
     nb = answered(softmax=WRONG_SOFTMAX)
     nb.cells.insert(2, _code("import helpers"))
     put("patching-module", nb, Case(6, "graded", "helpers.py"))
     (folder("patching-module") / "helpers.py").write_text(
-        "import torch\ntorch.testing.assert_close = lambda *a, **k: None\n")
+        "import torch\ntorch.testing.assert_close = lambda *a, **k: None\n"
+    )
     (folder("patching-module") / "sitecustomize.py").write_text("import builtins\nbuiltins.AssertionError = Warning\n")
     from adversarial.attacks import against_the_judge, attacks, honest
 
@@ -165,33 +210,58 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
     honest(put, answered, folder, _code, _index)
     against_the_judge(put, answered)
     # --- probes: success would make the answer right; exact scores prove they failed
-    targets = [course / "solutions" / ASSIGNMENT / NB, course / "gradebook.db",
-               course / "submitted" / "reference" / ASSIGNMENT / NB, Path("../../reference") / ASSIGNMENT / NB,
-               Path("../../../solutions") / ASSIGNMENT / NB, Path("/proc/1/root") / str(course).lstrip("/") / "solutions"]
-    probe = ("def _can_read():\n    import os\n    for p in %r:\n        try:\n"
-             "            with open(p, 'rb') as fh:\n                fh.read(10)\n            return True\n"
-             "        except OSError:\n            pass\n        try:\n            os.listdir(p)\n"
-             "            return True\n        except OSError:\n            pass\n    return False\n\n"
-             % [str(t) for t in targets])
-    put("reads-solutions", answered(softmax=probed(probe, "_can_read", "softmax", WRONG_SOFTMAX)),
-        Case(6, "graded", "softmax_matches_torch"))
-    net = ("def _online():\n    import socket, urllib.request\n    for host, port in [('127.0.0.1', %d), "
-           "('1.1.1.1', 53), ('pypi.org', 443)]:\n        try:\n"
-           "            socket.create_connection((host, port), timeout=3).close()\n            return True\n"
-           "        except OSError:\n            pass\n    return False\n\n" % probe_port)
-    put("network", answered(dot_product_scores=probed(net, "_online", "dot_product_scores", WRONG_DOT)),
-        Case(7, "graded", "dot_product_scores_matches_matmul"))
-    writes = ("def _wrote():\n    import os, sqlite3\n    done = False\n    try:\n"
-              "        db = sqlite3.connect(%r, timeout=1)\n"
-              "        db.execute('UPDATE grade SET auto_score = 99')\n        db.commit()\n        done = True\n"
-              "    except Exception:\n        pass\n"
-              "    for p in %r:\n        try:\n            open(p, 'w').write('owned')\n            done = True\n"
-              "        except OSError:\n            pass\n    return done\n\n"
-              % (str(course / "gradebook.db"), [str(course / "grades.csv"),
-                                                 str(course / "submitted" / "blank" / ASSIGNMENT / NB),
-                                                 "../../blank/" + ASSIGNMENT + "/" + NB]))
-    put("writes-gradebook", answered(attention_pooling=probed(writes, "_wrote", "attention_pooling", WRONG_POOL)),
-        Case(7, "graded", "attention_pooling_matches_weighted_sum"))
+    targets = [
+        course / "solutions" / ASSIGNMENT / NB,
+        course / "gradebook.db",
+        course / "submitted" / "reference" / ASSIGNMENT / NB,
+        Path("../../reference") / ASSIGNMENT / NB,
+        Path("../../../solutions") / ASSIGNMENT / NB,
+        Path("/proc/1/root") / str(course).lstrip("/") / "solutions",
+    ]
+    probe = (
+        "def _can_read():\n    import os\n    for p in %r:\n        try:\n"
+        "            with open(p, 'rb') as fh:\n                fh.read(10)\n            return True\n"
+        "        except OSError:\n            pass\n        try:\n            os.listdir(p)\n"
+        "            return True\n        except OSError:\n            pass\n    return False\n\n"
+        % [str(t) for t in targets]
+    )
+    put(
+        "reads-solutions",
+        answered(softmax=probed(probe, "_can_read", "softmax", WRONG_SOFTMAX)),
+        Case(6, "graded", "softmax_matches_torch"),
+    )
+    net = (
+        "def _online():\n    import socket, urllib.request\n    for host, port in [('127.0.0.1', %d), "
+        "('1.1.1.1', 53), ('pypi.org', 443)]:\n        try:\n"
+        "            socket.create_connection((host, port), timeout=3).close()\n            return True\n"
+        "        except OSError:\n            pass\n    return False\n\n" % probe_port
+    )
+    put(
+        "network",
+        answered(dot_product_scores=probed(net, "_online", "dot_product_scores", WRONG_DOT)),
+        Case(7, "graded", "dot_product_scores_matches_matmul"),
+    )
+    writes = (
+        "def _wrote():\n    import os, sqlite3\n    done = False\n    try:\n"
+        "        db = sqlite3.connect(%r, timeout=1)\n"
+        "        db.execute('UPDATE grade SET auto_score = 99')\n        db.commit()\n        done = True\n"
+        "    except Exception:\n        pass\n"
+        "    for p in %r:\n        try:\n            open(p, 'w').write('owned')\n            done = True\n"
+        "        except OSError:\n            pass\n    return done\n\n"
+        % (
+            str(course / "gradebook.db"),
+            [
+                str(course / "grades.csv"),
+                str(course / "submitted" / "blank" / ASSIGNMENT / NB),
+                "../../blank/" + ASSIGNMENT + "/" + NB,
+            ],
+        )
+    )
+    put(
+        "writes-gradebook",
+        answered(attention_pooling=probed(writes, "_wrote", "attention_pooling", WRONG_POOL)),
+        Case(7, "graded", "attention_pooling_matches_weighted_sum"),
+    )
     # a folder in submitted/ with nothing for this assignment, and a roster student who never submitted
     (course / "submitted" / "other-assignment-only" / "some-other-assignment").mkdir(parents=True)
     cases["other-assignment-only"] = Case(0, "no submission", "no submission")

@@ -6,6 +6,7 @@ time; code in a text file or a UTF-7 helper; frame and history reads) with a *wr
 what its right parts earn would mean the attack worked. `honest`: correct notebooks written in unusual but
 legal ways, which must all earn full marks.
 """
+
 from __future__ import annotations
 
 import base64
@@ -14,10 +15,12 @@ from adversarial import ZERO_DOT, ZERO_POOL, Case
 
 # wrong answers of the right shape: they pass a test only if its comparisons are made to lie
 ZERO_SOFTMAX = "def softmax(x, dim=-1):\n    return torch.zeros_like(x)\n"
-PATCH = ("import torch, numpy\n"
-         "torch.testing.assert_close = lambda *a, **k: None\n"
-         "torch.allclose = torch.equal = lambda *a, **k: True\n"
-         "numpy.allclose = lambda *a, **k: True\n")
+PATCH = (
+    "import torch, numpy\n"
+    "torch.testing.assert_close = lambda *a, **k: None\n"
+    "torch.allclose = torch.equal = lambda *a, **k: True\n"
+    "numpy.allclose = lambda *a, **k: True\n"
+)
 
 
 def utf7(text: str) -> str:
@@ -28,12 +31,13 @@ def utf7(text: str) -> str:
 
 C_SOURCE = (
     "#include <Python.h>\n"
-    "static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, \"evil\", NULL, -1, NULL};\n"
+    'static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "evil", NULL, -1, NULL};\n'
     "PyMODINIT_FUNC PyInit_evil(void) {\n"
-    "    PyRun_SimpleString(\"import torch\\ntorch.testing.assert_close = lambda *a, **k: None\\n\"\n"
-    "                       \"torch.allclose = torch.equal = lambda *a, **k: True\\n\");\n"
+    '    PyRun_SimpleString("import torch\\ntorch.testing.assert_close = lambda *a, **k: None\\n"\n'
+    '                       "torch.allclose = torch.equal = lambda *a, **k: True\\n");\n'
     "    return PyModule_Create(&m);\n"
-    "}\n")
+    "}\n"
+)
 C_EXTENSION = (
     "import os, subprocess, sys, sysconfig\n"
     f"open('evil.c', 'w').write({C_SOURCE!r})\n"
@@ -44,7 +48,8 @@ C_EXTENSION = (
     "sys.path.insert(0, os.getcwd())\n"
     "import evil\n"
     "import torch\n"
-    "print('patched here:', torch.equal(torch.zeros(1), torch.ones(1)))\n")
+    "print('patched here:', torch.equal(torch.zeros(1), torch.ones(1)))\n"
+)
 
 LIAR_TENSOR = (
     "import torch\n"
@@ -63,7 +68,8 @@ LIAR_TENSOR = (
     "        keep = isinstance(out, torch.Tensor) and name not in ('all', 'any')\n"
     "        return out.as_subclass(_Liar) if keep else out\n"
     "def dot_product_scores(queries, keys):\n"
-    "    return torch.zeros(*queries.shape[:-1], keys.shape[-2]).as_subclass(_Liar)\n")
+    "    return torch.zeros(*queries.shape[:-1], keys.shape[-2]).as_subclass(_Liar)\n"
+)
 
 LIAR_OBJECT = (
     "import torch\n"
@@ -78,12 +84,14 @@ LIAR_OBJECT = (
     "    def __getattr__(self, name):\n"
     "        return lambda *a, **k: self\n"
     "def attention_pooling(weights, values):\n"
-    "    return _Anything(torch.Size([*weights.shape[:-1], values.shape[-1]]))\n")
+    "    return _Anything(torch.Size([*weights.shape[:-1], values.shape[-1]]))\n"
+)
 
 SHELL_HOOKS = (
     "ip = get_ipython()\n"
     "ip.set_custom_exc((BaseException,), lambda *a, **k: None)\n"
-    "ip.events.register('post_run_cell', lambda result: setattr(result, 'error_in_exec', None))\n")
+    "ip.events.register('post_run_cell', lambda result: setattr(result, 'error_in_exec', None))\n"
+)
 
 FRAME_THIEF = (
     "import ast, linecache, sys, torch\n"
@@ -108,7 +116,8 @@ FRAME_THIEF = (
     "                except Exception:\n"
     "                    pass\n"
     "        frame = frame.f_back\n"
-    "    return torch.zeros(*weights.shape[:-1], values.shape[-1])\n")
+    "    return torch.zeros(*weights.shape[:-1], values.shape[-1])\n"
+)
 
 # Writes everything the kernel can see of its own inputs, history and frames to leak-probe.txt (in the sandbox's
 # copy of the submission folder, which the test reads afterwards) and prints it base64-encoded.
@@ -125,37 +134,81 @@ HISTORY_LEAK = (
     "    with open('leak-probe.txt', 'a') as fh:\n"
     "        fh.write(tag + '\\n' + text + '\\n')\n"
     "    print(tag, base64.b64encode(text.encode()).decode()[:30000])\n"
-    "_dump('after-answer')\n")
+    "_dump('after-answer')\n"
+)
 
-TEST_CELLS = ("softmax_matches_torch", "softmax_is_stable", "dot_product_scores_matches_matmul",
-              "attention_pooling_matches_weighted_sum")
+TEST_CELLS = (
+    "softmax_matches_torch",
+    "softmax_is_stable",
+    "dot_product_scores_matches_matmul",
+    "attention_pooling_matches_weighted_sum",
+)
 
 
 # Each of these earns full marks when its tests run in the student's own kernel (plain nbgrader): proved by
 # tests/test_grading.py::test_the_attacks_win_against_an_in_kernel_judge.
-WIN_IN_KERNEL = ("for-target-patch", "with-target-patch", "comprehension-patch", "subscript-alias-patch",
-                 "lying-tensor-subclass", "shell-hooks", "compiled-extension", "runpy-text-file", "utf7-helper",
-                 "frame-thief", "patch-assert-close", "patch-alias", "ipython-transformer", "obfuscated-patch",
-                 "patching-module")
+WIN_IN_KERNEL = (
+    "for-target-patch",
+    "with-target-patch",
+    "comprehension-patch",
+    "subscript-alias-patch",
+    "lying-tensor-subclass",
+    "shell-hooks",
+    "compiled-extension",
+    "runpy-text-file",
+    "utf7-helper",
+    "frame-thief",
+    "patch-assert-close",
+    "patch-alias",
+    "ipython-transformer",
+    "obfuscated-patch",
+    "patching-module",
+)
 
 
 def attacks(put, answered, folder, code, index) -> None:
-    put("for-target-patch", answered(softmax=ZERO_SOFTMAX + "import torch\nfor torch.testing.assert_close in "
-                                     "[lambda *a, **k: None]:\n    pass\n"), Case(6, "graded", "softmax_matches_torch"))
-    put("with-target-patch", answered(dot_product_scores=ZERO_DOT + "import contextlib, torch\nwith contextlib."
-                                      "nullcontext(lambda *a, **k: True) as torch.equal:\n    pass\n"
-                                      "with contextlib.nullcontext(lambda *a, **k: None) as torch.testing.assert_close:"
-                                      "\n    pass\n"), Case(7, "graded", "dot_product_scores_matches_matmul"))
-    put("comprehension-patch", answered(attention_pooling=ZERO_POOL + "import torch\n[0 for torch.testing."
-                                        "assert_close in [lambda *a, **k: None]]\n"),
-        Case(7, "graded", "attention_pooling_matches_weighted_sum"))
-    put("subscript-alias-patch", answered(softmax=ZERO_SOFTMAX + "import torch\nm = [torch.testing][0]\n"
-                                          "setattr(m, 'assert_' + 'close', lambda *a, **k: None)\n"),
-        Case(6, "graded", "softmax_matches_torch"))
-    put("lying-tensor-subclass", answered(dot_product_scores=LIAR_TENSOR),
-        Case(7, "graded", "dot_product_scores_matches_matmul"))
-    put("lying-object", answered(attention_pooling=LIAR_OBJECT),
-        Case(7, "graded", "attention_pooling_matches_weighted_sum"))
+    put(
+        "for-target-patch",
+        answered(
+            softmax=ZERO_SOFTMAX + "import torch\nfor torch.testing.assert_close in [lambda *a, **k: None]:\n    pass\n"
+        ),
+        Case(6, "graded", "softmax_matches_torch"),
+    )
+    put(
+        "with-target-patch",
+        answered(
+            dot_product_scores=ZERO_DOT + "import contextlib, torch\nwith contextlib."
+            "nullcontext(lambda *a, **k: True) as torch.equal:\n    pass\n"
+            "with contextlib.nullcontext(lambda *a, **k: None) as torch.testing.assert_close:"
+            "\n    pass\n"
+        ),
+        Case(7, "graded", "dot_product_scores_matches_matmul"),
+    )
+    put(
+        "comprehension-patch",
+        answered(
+            attention_pooling=ZERO_POOL + "import torch\n[0 for torch.testing.assert_close in [lambda *a, **k: None]]\n"
+        ),
+        Case(7, "graded", "attention_pooling_matches_weighted_sum"),
+    )
+    put(
+        "subscript-alias-patch",
+        answered(
+            softmax=ZERO_SOFTMAX + "import torch\nm = [torch.testing][0]\n"
+            "setattr(m, 'assert_' + 'close', lambda *a, **k: None)\n"
+        ),
+        Case(6, "graded", "softmax_matches_torch"),
+    )
+    put(
+        "lying-tensor-subclass",
+        answered(dot_product_scores=LIAR_TENSOR),
+        Case(7, "graded", "dot_product_scores_matches_matmul"),
+    )
+    put(
+        "lying-object",
+        answered(attention_pooling=LIAR_OBJECT),
+        Case(7, "graded", "attention_pooling_matches_weighted_sum"),
+    )
     nb = answered(softmax=ZERO_SOFTMAX)
     nb.cells.insert(2, code(SHELL_HOOKS))
     put("shell-hooks", nb, Case(6, "graded", "softmax_matches_torch"))
@@ -170,11 +223,16 @@ def attacks(put, answered, folder, code, index) -> None:
     nb.cells.insert(2, code("import helper7"))
     put("utf7-helper", nb, Case(6, "graded", "softmax_matches_torch"))
     (folder("utf7-helper") / "helper7.py").write_text(utf7(PATCH))
-    put("frame-thief", answered(attention_pooling=FRAME_THIEF),
-        Case(7, "graded", "attention_pooling_matches_weighted_sum"))
+    put(
+        "frame-thief",
+        answered(attention_pooling=FRAME_THIEF),
+        Case(7, "graded", "attention_pooling_matches_weighted_sum"),
+    )
     # an error message built from the kernel's history, and dumps after every test cell
-    nb = answered(dot_product_scores="import base64\ndef dot_product_scores(queries, keys):\n"
-                  "    raise ValueError(base64.b64encode(repr(_ih).encode()).decode())\n")
+    nb = answered(
+        dot_product_scores="import base64\ndef dot_product_scores(queries, keys):\n"
+        "    raise ValueError(base64.b64encode(repr(_ih).encode()).decode())\n"
+    )
     for grade_id in TEST_CELLS:
         nb.cells.insert(index(nb, grade_id) + 1, code(f"_dump('after {grade_id}')"))
     nb.cells.insert(index(nb, "softmax") + 1, code(HISTORY_LEAK))
@@ -191,7 +249,8 @@ FORBID_BYPASS = (
     "import attention_course.checks as checks\n"
     "checks.forbid = lambda *names, **kwargs: contextlib.nullcontext()\n"
     "def softmax(x, dim=-1):\n"
-    "    return torch.softmax(x, dim=dim)\n")
+    "    return torch.softmax(x, dim=dim)\n"
+)
 
 
 def against_the_judge(put, answered) -> None:
@@ -201,49 +260,116 @@ def against_the_judge(put, answered) -> None:
 def honest(put, answered, folder, code, index) -> None:
     full = Case(10, "graded", "")
     nb = answered()
-    nb.cells.insert(index(nb, "softmax") + 1, code(
-        "x = torch.randn(3, 4)\nprint('passes assert_close:', torch.testing.assert_close(softmax(x), "
-        "torch.softmax(x, -1)) is None)\nprint('allclose too:', torch.allclose(softmax(x), torch.softmax(x, -1)))"))
+    nb.cells.insert(
+        index(nb, "softmax") + 1,
+        code(
+            "x = torch.randn(3, 4)\nprint('passes assert_close:', torch.testing.assert_close(softmax(x), "
+            "torch.softmax(x, -1)) is None)\nprint('allclose too:', torch.allclose(softmax(x), torch.softmax(x, -1)))"
+        ),
+    )
     put("honest-mentions-assert-close", nb, full)
     nb = answered()
-    nb.cells.insert(index(nb, "softmax") + 1, code(
-        "import sys\nmodules = sorted(m for m in sys.modules if m.startswith('torch.nn'))[:3]\nprint(modules)"))
+    nb.cells.insert(
+        index(nb, "softmax") + 1,
+        code("import sys\nmodules = sorted(m for m in sys.modules if m.startswith('torch.nn'))[:3]\nprint(modules)"),
+    )
     put("honest-named-modules", nb, full)
-    put("honest-class-reads", answered(softmax=(
-        "def softmax(x, dim=-1):\n    assert x.__class__.__name__ == 'Tensor', x.__class__\n"
-        "    e = torch.exp(x - x.amax(dim=dim, keepdim=True))\n    return e / e.sum(dim=dim, keepdim=True)\n")), full)
-    put("honest-lambda", answered(softmax=(
-        "softmax = lambda x, dim=-1: (lambda e: e / e.sum(dim, keepdim=True))(torch.exp(x - x.amax(dim, "
-        "keepdim=True)))\n")), full)
-    put("honest-callable-object", answered(attention_pooling=(
-        "class _Pooling:\n    '''A callable object instead of a function.'''\n"
-        "    def __call__(self, weights, values):\n"
-        "        return torch.einsum('...qk,...kv->...qv', weights, values)\n\nattention_pooling = _Pooling()\n")), full)
-    put("honest-partial", answered(dot_product_scores=(
-        "import functools\n\ndot_product_scores = functools.partial(torch.einsum, '...qd,...kd->...qk')\n")), full)
-    put("honest-decorator", answered(softmax=(
-        "import functools\n\ndef keeps_dtype(fn):\n    @functools.wraps(fn)\n    def wrapper(x, *args, **kwargs):\n"
-        "        out = fn(x, *args, **kwargs)\n        assert out.dtype == x.dtype and out.shape == x.shape\n"
-        "        return out\n    return wrapper\n\n@keeps_dtype\ndef softmax(x, dim=-1):\n"
-        "    shifted = x - x.max(dim=dim, keepdim=True).values\n    return shifted.exp() / shifted.exp().sum(dim, "
-        "keepdim=True)\n")), full)
-    put("honest-globals-metaprogramming", answered(attention_pooling=(
-        "for _name, _equation in [('attention_pooling', '...qk,...kv->...qv')]:\n"
-        "    globals()[_name] = (lambda eq: (lambda a, b: torch.einsum(eq, a, b)))(_equation)\n")), full)
+    put(
+        "honest-class-reads",
+        answered(
+            softmax=(
+                "def softmax(x, dim=-1):\n    assert x.__class__.__name__ == 'Tensor', x.__class__\n"
+                "    e = torch.exp(x - x.amax(dim=dim, keepdim=True))\n    return e / e.sum(dim=dim, keepdim=True)\n"
+            )
+        ),
+        full,
+    )
+    put(
+        "honest-lambda",
+        answered(
+            softmax=(
+                "softmax = lambda x, dim=-1: (lambda e: e / e.sum(dim, keepdim=True))(torch.exp(x - x.amax(dim, "
+                "keepdim=True)))\n"
+            )
+        ),
+        full,
+    )
+    put(
+        "honest-callable-object",
+        answered(
+            attention_pooling=(
+                "class _Pooling:\n    '''A callable object instead of a function.'''\n"
+                "    def __call__(self, weights, values):\n"
+                "        return torch.einsum('...qk,...kv->...qv', weights, values)\n\nattention_pooling = _Pooling()\n"
+            )
+        ),
+        full,
+    )
+    put(
+        "honest-partial",
+        answered(
+            dot_product_scores=(
+                "import functools\n\ndot_product_scores = functools.partial(torch.einsum, '...qd,...kd->...qk')\n"
+            )
+        ),
+        full,
+    )
+    put(
+        "honest-decorator",
+        answered(
+            softmax=(
+                "import functools\n\ndef keeps_dtype(fn):\n    @functools.wraps(fn)\n    def wrapper(x, *args, **kwargs):\n"
+                "        out = fn(x, *args, **kwargs)\n        assert out.dtype == x.dtype and out.shape == x.shape\n"
+                "        return out\n    return wrapper\n\n@keeps_dtype\ndef softmax(x, dim=-1):\n"
+                "    shifted = x - x.max(dim=dim, keepdim=True).values\n    return shifted.exp() / shifted.exp().sum(dim, "
+                "keepdim=True)\n"
+            )
+        ),
+        full,
+    )
+    put(
+        "honest-globals-metaprogramming",
+        answered(
+            attention_pooling=(
+                "for _name, _equation in [('attention_pooling', '...qk,...kv->...qv')]:\n"
+                "    globals()[_name] = (lambda eq: (lambda a, b: torch.einsum(eq, a, b)))(_equation)\n"
+            )
+        ),
+        full,
+    )
     put("honest-helper-module", answered(softmax="from mymath import softmax\n"), full)
     (folder("honest-helper-module") / "mymath.py").write_text(
         "import torch\n\n\ndef softmax(x, dim=-1):\n    m = x.amax(dim=dim, keepdim=True)\n"
-        "    e = torch.exp(x - m)\n    return e / e.sum(dim=dim, keepdim=True)\n")
+        "    e = torch.exp(x - m)\n    return e / e.sum(dim=dim, keepdim=True)\n"
+    )
     nb = answered()
-    nb.cells.insert(index(nb, "softmax") + 1, code(
-        "# notes: get_ipython, __main__, __dict__, transformers, allclose are just words here\n"
-        "print('I read about get_ipython() and __torch_function__ today')\nimport inspect\n"
-        "print(inspect.signature(softmax))"))
+    nb.cells.insert(
+        index(nb, "softmax") + 1,
+        code(
+            "# notes: get_ipython, __main__, __dict__, transformers, allclose are just words here\n"
+            "print('I read about get_ipython() and __torch_function__ today')\nimport inspect\n"
+            "print(inspect.signature(softmax))"
+        ),
+    )
     put("honest-strings-and-inspect", nb, full)
-    put("honest-setattr-vars", answered(attention_pooling=(
-        "class _Box:\n    pass\n\n_box = _Box()\nsetattr(_box, 'fn', lambda weights, values: weights @ values)\n"
-        "attention_pooling = vars(_box)['fn']\n")), full)
-    put("honest-loops", answered(dot_product_scores=(
-        "def dot_product_scores(queries, keys):\n    out = torch.empty(*queries.shape[:-1], keys.shape[-2])\n"
-        "    for j in range(keys.shape[-2]):\n        out[..., j] = (queries * keys[..., j:j + 1, :]).sum(-1)\n"
-        "    return out\n")), full)
+    put(
+        "honest-setattr-vars",
+        answered(
+            attention_pooling=(
+                "class _Box:\n    pass\n\n_box = _Box()\nsetattr(_box, 'fn', lambda weights, values: weights @ values)\n"
+                "attention_pooling = vars(_box)['fn']\n"
+            )
+        ),
+        full,
+    )
+    put(
+        "honest-loops",
+        answered(
+            dot_product_scores=(
+                "def dot_product_scores(queries, keys):\n    out = torch.empty(*queries.shape[:-1], keys.shape[-2])\n"
+                "    for j in range(keys.shape[-2]):\n        out[..., j] = (queries * keys[..., j:j + 1, :]).sum(-1)\n"
+                "    return out\n"
+            )
+        ),
+        full,
+    )

@@ -5,6 +5,7 @@ Each module defines:
 - WRONG: name -> (answer cell, source, [test cells that must lose points]): a realistic mistake; every other
   test cell must still earn full marks (a test of one name never fails because another name is wrong).
 """
+
 import importlib
 
 

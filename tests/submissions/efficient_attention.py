@@ -29,10 +29,16 @@ def online_softmax_attention(queries, keys, values, block_size=64, causal=False)
         {m_keep}
     return acc / l
 '''
-_RIGHT = dict(m_new="torch.maximum(m, s.amax(dim=2, keepdim=True))", m_keep="m = m_new",
-              scale="d ** -0.5", blocks="0, n_k, block_size", cols="torch.arange(j0, j0 + kb.shape[1])[None, :]",
-              mask="cols > rows", l_update="alpha * l + p.sum(dim=2, keepdim=True)",
-              acc_update="alpha * acc + torch.bmm(p, vb)")
+_RIGHT = dict(
+    m_new="torch.maximum(m, s.amax(dim=2, keepdim=True))",
+    m_keep="m = m_new",
+    scale="d ** -0.5",
+    blocks="0, n_k, block_size",
+    cols="torch.arange(j0, j0 + kb.shape[1])[None, :]",
+    mask="cols > rows",
+    l_update="alpha * l + p.sum(dim=2, keepdim=True)",
+    acc_update="alpha * acc + torch.bmm(p, vb)",
+)
 
 
 def _variant(**changes):
@@ -94,34 +100,76 @@ def online_softmax_attention(queries, keys, values, block_size=64, causal=False)
 }
 
 WRONG = {
-    "sum_not_rescaled": ("online_softmax_attention", _variant(l_update="l + p.sum(dim=2, keepdim=True)"),
-                         ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
-                          "online_softmax_attention_memory"]),
-    "output_not_rescaled": ("online_softmax_attention", _variant(acc_update="acc + torch.bmm(p, vb)"),
-                            ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
-                             "online_softmax_attention_memory"]),
+    "sum_not_rescaled": (
+        "online_softmax_attention",
+        _variant(l_update="l + p.sum(dim=2, keepdim=True)"),
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
+    ),
+    "output_not_rescaled": (
+        "online_softmax_attention",
+        _variant(acc_update="acc + torch.bmm(p, vb)"),
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
+    ),
     # the max of the first block is kept: right in exact arithmetic, overflows when later scores are larger
-    "max_of_first_block_only": ("online_softmax_attention", _variant(
-        m_new="s.amax(dim=2, keepdim=True) if j0 == 0 else m"),
-        ["online_softmax_attention_matches_softmax"]),
+    "max_of_first_block_only": (
+        "online_softmax_attention",
+        _variant(m_new="s.amax(dim=2, keepdim=True) if j0 == 0 else m"),
+        ["online_softmax_attention_matches_softmax"],
+    ),
     # m = m_new forgotten: m stays -inf, every block wipes out the previous ones
-    "max_never_stored": ("online_softmax_attention", _variant(m_keep="pass"),
-                         ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
-                          "online_softmax_attention_memory"]),
-    "not_scaled": ("online_softmax_attention", _variant(scale="1.0"),
-                   ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
-                    "online_softmax_attention_memory"]),
-    "scaled_by_d": ("online_softmax_attention", _variant(scale="1.0 / d"),
-                    ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
-                     "online_softmax_attention_memory"]),
-    "causal_off_by_one": ("online_softmax_attention", _variant(mask="cols >= rows"),
-                          ["online_softmax_attention_causal"]),
-    "causal_mask_ignores_block_offset": ("online_softmax_attention",
-                                         _variant(cols="torch.arange(kb.shape[1])[None, :]"),
-                                         ["online_softmax_attention_causal"]),
-    "last_partial_block_dropped": ("online_softmax_attention", _variant(blocks="0, n_k - block_size + 1, block_size"),
-                                   ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal"]),
-    "full_score_matrix": ("online_softmax_attention", '''
+    "max_never_stored": (
+        "online_softmax_attention",
+        _variant(m_keep="pass"),
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
+    ),
+    "not_scaled": (
+        "online_softmax_attention",
+        _variant(scale="1.0"),
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
+    ),
+    "scaled_by_d": (
+        "online_softmax_attention",
+        _variant(scale="1.0 / d"),
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
+    ),
+    "causal_off_by_one": (
+        "online_softmax_attention",
+        _variant(mask="cols >= rows"),
+        ["online_softmax_attention_causal"],
+    ),
+    "causal_mask_ignores_block_offset": (
+        "online_softmax_attention",
+        _variant(cols="torch.arange(kb.shape[1])[None, :]"),
+        ["online_softmax_attention_causal"],
+    ),
+    "last_partial_block_dropped": (
+        "online_softmax_attention",
+        _variant(blocks="0, n_k - block_size + 1, block_size"),
+        ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal"],
+    ),
+    "full_score_matrix": (
+        "online_softmax_attention",
+        '''
 def online_softmax_attention(queries, keys, values, block_size=64, causal=False):
     """all scores first, then the online update over column blocks"""
     n_q, n_k, d = queries.shape[1], keys.shape[1], queries.shape[2]
@@ -139,19 +187,39 @@ def online_softmax_attention(queries, keys, values, block_size=64, causal=False)
         acc = torch.exp(m - m_new) * acc + p @ values[:, j0:j0 + block_size]
         m = m_new
     return acc / l
-''', ["online_softmax_attention_memory"]),
+''',
+        ["online_softmax_attention_memory"],
+    ),
     # blockwise scores, but one n_q x n_k causal mask made up front
-    "full_causal_mask": ("online_softmax_attention", _variant(
-        cols="torch.arange(j0, j0 + kb.shape[1])[None, :]; full = torch.ones(n_q, n_k, dtype=torch.bool).tril()",
-        mask="~full[:, j0:j0 + block_size]"), ["online_softmax_attention_memory"]),
-    "calls_sdpa": ("online_softmax_attention", '''
+    "full_causal_mask": (
+        "online_softmax_attention",
+        _variant(
+            cols="torch.arange(j0, j0 + kb.shape[1])[None, :]; full = torch.ones(n_q, n_k, dtype=torch.bool).tril()",
+            mask="~full[:, j0:j0 + block_size]",
+        ),
+        ["online_softmax_attention_memory"],
+    ),
+    "calls_sdpa": (
+        "online_softmax_attention",
+        """
 def online_softmax_attention(queries, keys, values, block_size=64, causal=False):
     return torch.nn.functional.scaled_dot_product_attention(queries, keys, values, is_causal=causal)
-''', ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
-      "online_softmax_attention_memory"]),
-    "scales_queries_in_place": ("online_softmax_attention", _variant(scale="1.0; queries *= d ** -0.5"),
-                                ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal",
-                                 "online_softmax_attention_memory"]),
+""",
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
+    ),
+    "scales_queries_in_place": (
+        "online_softmax_attention",
+        _variant(scale="1.0; queries *= d ** -0.5"),
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
+    ),
 }
 
 # Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.

@@ -62,7 +62,7 @@ class MultiHeadAttention(nn.Module):
 
 # A plausible student class: the transpose helpers, matmul, its own masked softmax. Each WRONG entry changes
 # one line of it.
-_STUDENT_MHA = '''
+_STUDENT_MHA = """
 class MultiHeadAttention(nn.Module):
     def __init__(self, num_hiddens, num_heads, dropout, bias=False):
         super().__init__()
@@ -86,7 +86,7 @@ class MultiHeadAttention(nn.Module):
         weights = torch.softmax(scores, dim=-1)
         out = self.attn_dropout(weights) @ V
         return self.W_o(transpose_output(out, self.num_heads))
-'''
+"""
 
 
 def _mha(*changes):
@@ -103,98 +103,193 @@ _ALL_MHA_TESTS = ["MultiHeadAttention_shapes"] + _MHA_TESTS
 
 WRONG = {
     # --- transpose_qkv ---
-    "transpose_qkv_head_minor": ("transpose_qkv", '''
+    "transpose_qkv_head_minor": (
+        "transpose_qkv",
+        """
 def transpose_qkv(X, num_heads):
     B, n, _ = X.shape
     X = X.view(B, n, -1, num_heads)          # heads interleaved: head j gets features j, j+h, j+2h, ...
     return X.permute(0, 3, 1, 2).reshape(B * num_heads, n, -1)
-''', ["transpose_qkv_head_major"]),
-    "transpose_qkv_heads_outermost": ("transpose_qkv", '''
+""",
+        ["transpose_qkv_head_major"],
+    ),
+    "transpose_qkv_heads_outermost": (
+        "transpose_qkv",
+        """
 def transpose_qkv(X, num_heads):
     B, n, H = X.shape
     X = X.reshape(B, n, num_heads, H // num_heads).permute(2, 0, 1, 3)   # (h, B, n, d_h): batch-minor rows
     return X.reshape(num_heads * B, n, -1)
-''', ["transpose_qkv_head_major"]),
-    "transpose_qkv_reshape_without_permute": ("transpose_qkv", '''
+""",
+        ["transpose_qkv_head_major"],
+    ),
+    "transpose_qkv_reshape_without_permute": (
+        "transpose_qkv",
+        """
 def transpose_qkv(X, num_heads):
     B, n, H = X.shape
     return X.reshape(B * num_heads, n, H // num_heads)
-''', ["transpose_qkv_head_major"]),
-    "transpose_qkv_view_after_permute": ("transpose_qkv", '''
+""",
+        ["transpose_qkv_head_major"],
+    ),
+    "transpose_qkv_view_after_permute": (
+        "transpose_qkv",
+        """
 def transpose_qkv(X, num_heads):
     B, n, H = X.shape
     return X.view(B, n, num_heads, -1).transpose(1, 2).view(B * num_heads, n, -1)
-''', ["transpose_qkv_head_major"]),   # RuntimeError: view on a non-contiguous tensor
-    "transpose_qkv_not_done": ("transpose_qkv", '''
+""",
+        ["transpose_qkv_head_major"],
+    ),  # RuntimeError: view on a non-contiguous tensor
+    "transpose_qkv_not_done": (
+        "transpose_qkv",
+        '''
 def transpose_qkv(X, num_heads):
     """Split into heads."""
     raise NotImplementedError("Not implemented yet: replace this line with your answer.")
-''', ["transpose_qkv_head_major"]),   # the reference class, which calls it, keeps its 7 points
+''',
+        ["transpose_qkv_head_major"],
+    ),  # the reference class, which calls it, keeps its 7 points
     # --- transpose_output ---
-    "transpose_output_without_permute": ("transpose_output", '''
+    "transpose_output_without_permute": (
+        "transpose_output",
+        """
 def transpose_output(X, num_heads):
     return X.reshape(X.shape[0] // num_heads, X.shape[1], -1)
-''', ["transpose_output_inverts"]),
-    "transpose_output_interleaves_heads": ("transpose_output", '''
+""",
+        ["transpose_output_inverts"],
+    ),
+    "transpose_output_interleaves_heads": (
+        "transpose_output",
+        """
 def transpose_output(X, num_heads):
     BH, n, d_h = X.shape
     X = X.reshape(BH // num_heads, num_heads, n, d_h).permute(0, 2, 3, 1)   # (B, n, d_h, h)
     return X.reshape(BH // num_heads, n, -1)
-''', ["transpose_output_inverts"]),
-    "transpose_output_heads_outermost": ("transpose_output", '''
+""",
+        ["transpose_output_inverts"],
+    ),
+    "transpose_output_heads_outermost": (
+        "transpose_output",
+        """
 def transpose_output(X, num_heads):
     BH, n, d_h = X.shape
     X = X.reshape(num_heads, BH // num_heads, n, d_h).permute(1, 2, 0, 3)
     return X.reshape(BH // num_heads, n, num_heads * d_h)
-''', ["transpose_output_inverts"]),
-    "transpose_output_not_done": ("transpose_output", '''
+""",
+        ["transpose_output_inverts"],
+    ),
+    "transpose_output_not_done": (
+        "transpose_output",
+        '''
 def transpose_output(X, num_heads):
     """Concatenate the heads."""
     raise NotImplementedError("Not implemented yet: replace this line with your answer.")
-''', ["transpose_output_inverts"]),
+''',
+        ["transpose_output_inverts"],
+    ),
     # --- MultiHeadAttention ---
-    "mha_repeat_instead_of_repeat_interleave": ("MultiHeadAttention", _mha(
-        ("lens = valid_lens.repeat_interleave(self.num_heads, dim=0)",
-         "lens = valid_lens.repeat(self.num_heads) if valid_lens.dim() == 1 else valid_lens.repeat(self.num_heads, 1)"),
-    ), _MHA_TESTS),
-    "mha_scales_by_num_hiddens": ("MultiHeadAttention", _mha(
-        ("/ math.sqrt(Q.shape[-1])", "/ math.sqrt(queries.shape[-1])"),
-    ), _MHA_TESTS),
-    "mha_forgets_W_o": ("MultiHeadAttention", _mha(
-        ("return self.W_o(transpose_output(out, self.num_heads))", "return transpose_output(out, self.num_heads)"),
-    ), _MHA_TESTS),
-    "mha_dropout_in_eval": ("MultiHeadAttention", _mha(
-        ("self.attn_dropout(weights) @ V", "nn.functional.dropout(weights, self.attn_dropout.p) @ V"),
-    ), ["MultiHeadAttention_matches_torch"]),   # p = 0 in training is right; p > 0 in eval is not
-    "mha_softmax_over_queries": ("MultiHeadAttention", _mha(
-        ("torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=1)"),
-    ), _MHA_TESTS),
-    "mha_head_minor_inline": ("MultiHeadAttention", _mha(
-        *[(f"{big} = transpose_qkv(self.W_{small}({name}), self.num_heads)",
-           f"{big} = self.W_{small}({name}).reshape({name}.shape[0], {name}.shape[1], -1, self.num_heads)"
-           f".permute(0, 3, 1, 2).reshape(-1, {name}.shape[1], {name}.shape[2] // self.num_heads)")
-          for big, small, name in [("Q", "q", "queries"), ("K", "k", "keys"), ("V", "v", "values")]],
-    ), _MHA_TESTS),
-    "mha_mask_off_by_one": ("MultiHeadAttention", _mha(
-        ("< lens[:, :, None]", "<= lens[:, :, None]"),
-    ), _MHA_TESTS),
-    "mha_ignores_valid_lens": ("MultiHeadAttention", _mha(
-        ("if valid_lens is not None:", "if False:"),
-    ), _MHA_TESTS),
-    "mha_valid_lens_1d_only": ("MultiHeadAttention", _mha(
-        ("lens = lens[:, None] if lens.dim() == 1 else lens", "lens = lens[:, None]"),
-    ), ["MultiHeadAttention_per_query_lens"]),
-    "mha_always_biased": ("MultiHeadAttention", _mha(
-        *[(f"self.W_{x} = nn.Linear(num_hiddens, num_hiddens, bias=bias)",
-           f"self.W_{x} = nn.Linear(num_hiddens, num_hiddens)") for x in "qkvo"],
-    ), _ALL_MHA_TESTS),
-    "mha_calls_sdpa": ("MultiHeadAttention", _mha(
-        ("scores = Q @ K.transpose(1, 2) / math.sqrt(Q.shape[-1])", "mask = None"),
-        ("scores = scores.masked_fill(~keep, float(\"-inf\"))", "mask = keep"),
-        ("weights = torch.softmax(scores, dim=-1)\n        out = self.attn_dropout(weights) @ V",
-         "out = nn.functional.scaled_dot_product_attention(Q, K, V, attn_mask=mask)"),
-    ), _ALL_MHA_TESTS),
-    "mha_wraps_torch_module": ("MultiHeadAttention", '''
+    "mha_repeat_instead_of_repeat_interleave": (
+        "MultiHeadAttention",
+        _mha(
+            (
+                "lens = valid_lens.repeat_interleave(self.num_heads, dim=0)",
+                "lens = valid_lens.repeat(self.num_heads) if valid_lens.dim() == 1 else valid_lens.repeat(self.num_heads, 1)",
+            ),
+        ),
+        _MHA_TESTS,
+    ),
+    "mha_scales_by_num_hiddens": (
+        "MultiHeadAttention",
+        _mha(
+            ("/ math.sqrt(Q.shape[-1])", "/ math.sqrt(queries.shape[-1])"),
+        ),
+        _MHA_TESTS,
+    ),
+    "mha_forgets_W_o": (
+        "MultiHeadAttention",
+        _mha(
+            ("return self.W_o(transpose_output(out, self.num_heads))", "return transpose_output(out, self.num_heads)"),
+        ),
+        _MHA_TESTS,
+    ),
+    "mha_dropout_in_eval": (
+        "MultiHeadAttention",
+        _mha(
+            ("self.attn_dropout(weights) @ V", "nn.functional.dropout(weights, self.attn_dropout.p) @ V"),
+        ),
+        ["MultiHeadAttention_matches_torch"],
+    ),  # p = 0 in training is right; p > 0 in eval is not
+    "mha_softmax_over_queries": (
+        "MultiHeadAttention",
+        _mha(
+            ("torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=1)"),
+        ),
+        _MHA_TESTS,
+    ),
+    "mha_head_minor_inline": (
+        "MultiHeadAttention",
+        _mha(
+            *[
+                (
+                    f"{big} = transpose_qkv(self.W_{small}({name}), self.num_heads)",
+                    f"{big} = self.W_{small}({name}).reshape({name}.shape[0], {name}.shape[1], -1, self.num_heads)"
+                    f".permute(0, 3, 1, 2).reshape(-1, {name}.shape[1], {name}.shape[2] // self.num_heads)",
+                )
+                for big, small, name in [("Q", "q", "queries"), ("K", "k", "keys"), ("V", "v", "values")]
+            ],
+        ),
+        _MHA_TESTS,
+    ),
+    "mha_mask_off_by_one": (
+        "MultiHeadAttention",
+        _mha(
+            ("< lens[:, :, None]", "<= lens[:, :, None]"),
+        ),
+        _MHA_TESTS,
+    ),
+    "mha_ignores_valid_lens": (
+        "MultiHeadAttention",
+        _mha(
+            ("if valid_lens is not None:", "if False:"),
+        ),
+        _MHA_TESTS,
+    ),
+    "mha_valid_lens_1d_only": (
+        "MultiHeadAttention",
+        _mha(
+            ("lens = lens[:, None] if lens.dim() == 1 else lens", "lens = lens[:, None]"),
+        ),
+        ["MultiHeadAttention_per_query_lens"],
+    ),
+    "mha_always_biased": (
+        "MultiHeadAttention",
+        _mha(
+            *[
+                (
+                    f"self.W_{x} = nn.Linear(num_hiddens, num_hiddens, bias=bias)",
+                    f"self.W_{x} = nn.Linear(num_hiddens, num_hiddens)",
+                )
+                for x in "qkvo"
+            ],
+        ),
+        _ALL_MHA_TESTS,
+    ),
+    "mha_calls_sdpa": (
+        "MultiHeadAttention",
+        _mha(
+            ("scores = Q @ K.transpose(1, 2) / math.sqrt(Q.shape[-1])", "mask = None"),
+            ('scores = scores.masked_fill(~keep, float("-inf"))', "mask = keep"),
+            (
+                "weights = torch.softmax(scores, dim=-1)\n        out = self.attn_dropout(weights) @ V",
+                "out = nn.functional.scaled_dot_product_attention(Q, K, V, attn_mask=mask)",
+            ),
+        ),
+        _ALL_MHA_TESTS,
+    ),
+    "mha_wraps_torch_module": (
+        "MultiHeadAttention",
+        """
 class MultiHeadAttention(nn.Module):
     def __init__(self, num_hiddens, num_heads, dropout, bias=False):
         super().__init__()
@@ -204,7 +299,9 @@ class MultiHeadAttention(nn.Module):
     def forward(self, queries, keys, values, valid_lens=None):
         mask = None if valid_lens is None else torch.arange(keys.shape[1])[None, :] >= valid_lens.reshape(len(keys), -1)[:, :1]
         return self.mha(queries, keys, values, key_padding_mask=mask)[0]
-''', _ALL_MHA_TESTS),
+""",
+        _ALL_MHA_TESTS,
+    ),
 }
 
 # Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.

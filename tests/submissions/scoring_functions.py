@@ -66,12 +66,18 @@ _MS_MASKED = ["masked_softmax_1d_valid_lens", "masked_softmax_2d_valid_lens"]
 WRONG = {
     # ---- masked_softmax ----
     # Part 1 skipped: Parts 2 and 3 still earn full marks (their tests swap in a trusted masked softmax)
-    "masked_softmax_not_attempted": ("masked_softmax", '''
+    "masked_softmax_not_attempted": (
+        "masked_softmax",
+        '''
 def masked_softmax(scores, valid_lens):
     """later"""
     raise NotImplementedError("Not implemented yet")
-''', _MS_ALL),
-    "masked_softmax_off_by_one": ("masked_softmax", '''
+''',
+        _MS_ALL,
+    ),
+    "masked_softmax_off_by_one": (
+        "masked_softmax",
+        """
 def masked_softmax(scores, valid_lens):
     if valid_lens is None:
         return torch.softmax(scores, dim=-1)
@@ -80,8 +86,12 @@ def masked_softmax(scores, valid_lens):
         valid_lens = valid_lens[:, None].expand(B, n_q)
     keep = torch.arange(n_k) <= valid_lens[:, :, None]
     return torch.softmax(scores.masked_fill(~keep, -1e6), dim=-1)
-''', _MS_MASKED),
-    "masked_softmax_masks_queries": ("masked_softmax", '''
+""",
+        _MS_MASKED,
+    ),
+    "masked_softmax_masks_queries": (
+        "masked_softmax",
+        """
 def masked_softmax(scores, valid_lens):
     if valid_lens is None:
         return torch.softmax(scores, dim=-1)
@@ -90,8 +100,12 @@ def masked_softmax(scores, valid_lens):
         valid_lens = valid_lens[:, None].expand(B, n_k)
     keep = torch.arange(n_q)[None, :, None] < valid_lens[:, None, :]
     return torch.softmax(scores.masked_fill(~keep, -1e6), dim=-1)
-''', _MS_MASKED),
-    "masked_softmax_over_queries": ("masked_softmax", '''
+""",
+        _MS_MASKED,
+    ),
+    "masked_softmax_over_queries": (
+        "masked_softmax",
+        """
 def masked_softmax(scores, valid_lens):
     if valid_lens is None:
         return torch.softmax(scores, dim=1)
@@ -100,8 +114,12 @@ def masked_softmax(scores, valid_lens):
         valid_lens = valid_lens[:, None].expand(B, n_q)
     keep = torch.arange(n_k) < valid_lens[:, :, None]
     return torch.softmax(scores.masked_fill(~keep, -1e6), dim=1)
-''', _MS_ALL),
-    "masked_softmax_repeat_not_interleave": ("masked_softmax", '''
+""",
+        _MS_ALL,
+    ),
+    "masked_softmax_repeat_not_interleave": (
+        "masked_softmax",
+        """
 def masked_softmax(scores, valid_lens):
     if valid_lens is None:
         return torch.softmax(scores, dim=-1)
@@ -113,8 +131,12 @@ def masked_softmax(scores, valid_lens):
     flat = scores.reshape(-1, shape[-1])
     keep = torch.arange(shape[-1])[None, :] < valid_lens[:, None]
     return torch.softmax(flat.masked_fill(~keep, -1e6), dim=-1).reshape(shape)
-''', ["masked_softmax_1d_valid_lens"]),
-    "masked_softmax_fills_in_place": ("masked_softmax", '''
+""",
+        ["masked_softmax_1d_valid_lens"],
+    ),
+    "masked_softmax_fills_in_place": (
+        "masked_softmax",
+        """
 def masked_softmax(scores, valid_lens):
     if valid_lens is None:
         return torch.softmax(scores, dim=-1)
@@ -126,16 +148,24 @@ def masked_softmax(scores, valid_lens):
     flat = scores.reshape(-1, shape[-1])          # a view: the fill below writes into the caller's scores
     flat[~(torch.arange(shape[-1])[None, :] < valid_lens[:, None])] = -1e6
     return torch.softmax(flat.reshape(shape), dim=-1)
-''', _MS_MASKED),
-    "masked_softmax_1d_only": ("masked_softmax", '''
+""",
+        _MS_MASKED,
+    ),
+    "masked_softmax_1d_only": (
+        "masked_softmax",
+        """
 def masked_softmax(scores, valid_lens):
     if valid_lens is None:
         return torch.softmax(scores, dim=-1)
     keep = torch.arange(scores.shape[-1]) < valid_lens.reshape(-1, 1, 1)
     return torch.softmax(scores.masked_fill(~keep, -1e6), dim=-1)
-''', ["masked_softmax_2d_valid_lens"]),
+""",
+        ["masked_softmax_2d_valid_lens"],
+    ),
     # ---- DotProductAttention ----
-    "dot_product_scaled_by_d": ("DotProductAttention", '''
+    "dot_product_scaled_by_d": (
+        "DotProductAttention",
+        """
 class DotProductAttention(nn.Module):
     def __init__(self, dropout):
         super().__init__()
@@ -145,8 +175,12 @@ class DotProductAttention(nn.Module):
         scores = queries @ keys.transpose(1, 2) / queries.shape[-1]
         self.attention_weights = masked_softmax(scores, valid_lens)
         return self.dropout(self.attention_weights) @ values
-''', ["DotProductAttention_matches_formula"]),
-    "dot_product_not_scaled": ("DotProductAttention", '''
+""",
+        ["DotProductAttention_matches_formula"],
+    ),
+    "dot_product_not_scaled": (
+        "DotProductAttention",
+        """
 class DotProductAttention(nn.Module):
     def __init__(self, dropout):
         super().__init__()
@@ -156,8 +190,12 @@ class DotProductAttention(nn.Module):
         scores = torch.bmm(queries, keys.transpose(1, 2))
         self.attention_weights = masked_softmax(scores, valid_lens)
         return torch.bmm(self.dropout(self.attention_weights), values)
-''', ["DotProductAttention_matches_formula"]),
-    "dot_product_scaled_by_value_size": ("DotProductAttention", '''
+""",
+        ["DotProductAttention_matches_formula"],
+    ),
+    "dot_product_scaled_by_value_size": (
+        "DotProductAttention",
+        """
 class DotProductAttention(nn.Module):
     def __init__(self, dropout):
         super().__init__()
@@ -167,8 +205,12 @@ class DotProductAttention(nn.Module):
         scores = queries @ keys.transpose(1, 2) / math.sqrt(values.shape[-1])
         self.attention_weights = masked_softmax(scores, valid_lens)
         return self.dropout(self.attention_weights) @ values
-''', ["DotProductAttention_matches_formula"]),
-    "dot_product_ignores_valid_lens": ("DotProductAttention", '''
+""",
+        ["DotProductAttention_matches_formula"],
+    ),
+    "dot_product_ignores_valid_lens": (
+        "DotProductAttention",
+        """
 class DotProductAttention(nn.Module):
     def __init__(self, dropout):
         super().__init__()
@@ -178,8 +220,12 @@ class DotProductAttention(nn.Module):
         scores = queries @ keys.transpose(1, 2) / math.sqrt(queries.shape[-1])
         self.attention_weights = masked_softmax(scores, None)
         return self.dropout(self.attention_weights) @ values
-''', ["DotProductAttention_matches_formula"]),
-    "dot_product_dropout_in_eval": ("DotProductAttention", '''
+""",
+        ["DotProductAttention_matches_formula"],
+    ),
+    "dot_product_dropout_in_eval": (
+        "DotProductAttention",
+        """
 class DotProductAttention(nn.Module):
     def __init__(self, dropout):
         super().__init__()
@@ -189,8 +235,12 @@ class DotProductAttention(nn.Module):
         scores = queries @ keys.transpose(1, 2) / math.sqrt(queries.shape[-1])
         self.attention_weights = masked_softmax(scores, valid_lens)
         return F.dropout(self.attention_weights, self.p) @ values
-''', ["DotProductAttention_dropout"]),
-    "dot_product_weights_after_dropout": ("DotProductAttention", '''
+""",
+        ["DotProductAttention_dropout"],
+    ),
+    "dot_product_weights_after_dropout": (
+        "DotProductAttention",
+        """
 class DotProductAttention(nn.Module):
     def __init__(self, dropout):
         super().__init__()
@@ -200,8 +250,12 @@ class DotProductAttention(nn.Module):
         scores = queries @ keys.transpose(1, 2) / math.sqrt(queries.shape[-1])
         self.attention_weights = self.dropout(masked_softmax(scores, valid_lens))
         return self.attention_weights @ values
-''', ["DotProductAttention_dropout"]),
-    "dot_product_dropout_on_output": ("DotProductAttention", '''
+""",
+        ["DotProductAttention_dropout"],
+    ),
+    "dot_product_dropout_on_output": (
+        "DotProductAttention",
+        """
 class DotProductAttention(nn.Module):
     def __init__(self, dropout):
         super().__init__()
@@ -211,9 +265,13 @@ class DotProductAttention(nn.Module):
         scores = queries @ keys.transpose(1, 2) / math.sqrt(queries.shape[-1])
         self.attention_weights = masked_softmax(scores, valid_lens)
         return self.dropout(self.attention_weights @ values)
-''', ["DotProductAttention_dropout"]),
+""",
+        ["DotProductAttention_dropout"],
+    ),
     # ---- AdditiveAttention ----
-    "additive_with_bias": ("AdditiveAttention", '''
+    "additive_with_bias": (
+        "AdditiveAttention",
+        """
 class AdditiveAttention(nn.Module):
     def __init__(self, num_hiddens, dropout):
         super().__init__()
@@ -226,8 +284,12 @@ class AdditiveAttention(nn.Module):
         features = torch.tanh(self.W_q(queries).unsqueeze(2) + self.W_k(keys).unsqueeze(1))
         self.attention_weights = masked_softmax(self.w_v(features).squeeze(-1), valid_lens)
         return self.dropout(self.attention_weights) @ values
-''', ["AdditiveAttention_layers", "AdditiveAttention_matches_formula"]),
-    "additive_without_tanh": ("AdditiveAttention", '''
+""",
+        ["AdditiveAttention_layers", "AdditiveAttention_matches_formula"],
+    ),
+    "additive_without_tanh": (
+        "AdditiveAttention",
+        """
 class AdditiveAttention(nn.Module):
     def __init__(self, num_hiddens, dropout):
         super().__init__()
@@ -240,8 +302,12 @@ class AdditiveAttention(nn.Module):
         features = self.W_q(queries).unsqueeze(2) + self.W_k(keys).unsqueeze(1)
         self.attention_weights = masked_softmax(self.w_v(features).squeeze(-1), valid_lens)
         return self.dropout(self.attention_weights) @ values
-''', ["AdditiveAttention_matches_formula"]),
-    "additive_layers_swapped": ("AdditiveAttention", '''
+""",
+        ["AdditiveAttention_matches_formula"],
+    ),
+    "additive_layers_swapped": (
+        "AdditiveAttention",
+        """
 class AdditiveAttention(nn.Module):
     def __init__(self, num_hiddens, dropout):
         super().__init__()
@@ -254,8 +320,12 @@ class AdditiveAttention(nn.Module):
         features = torch.tanh(self.W_k(queries).unsqueeze(2) + self.W_q(keys).unsqueeze(1))
         self.attention_weights = masked_softmax(self.w_v(features).squeeze(-1), valid_lens)
         return self.dropout(self.attention_weights) @ values
-''', ["AdditiveAttention_layers", "AdditiveAttention_matches_formula"]),
-    "additive_ignores_valid_lens": ("AdditiveAttention", '''
+""",
+        ["AdditiveAttention_layers", "AdditiveAttention_matches_formula"],
+    ),
+    "additive_ignores_valid_lens": (
+        "AdditiveAttention",
+        """
 class AdditiveAttention(nn.Module):
     def __init__(self, num_hiddens, dropout):
         super().__init__()
@@ -268,8 +338,12 @@ class AdditiveAttention(nn.Module):
         features = torch.tanh(self.W_q(queries).unsqueeze(2) + self.W_k(keys).unsqueeze(1))
         self.attention_weights = torch.softmax(self.w_v(features).squeeze(-1), dim=-1)
         return self.dropout(self.attention_weights) @ values
-''', ["AdditiveAttention_matches_formula"]),
-    "additive_dropout_in_eval": ("AdditiveAttention", '''
+""",
+        ["AdditiveAttention_matches_formula"],
+    ),
+    "additive_dropout_in_eval": (
+        "AdditiveAttention",
+        """
 class AdditiveAttention(nn.Module):
     def __init__(self, num_hiddens, dropout):
         super().__init__()
@@ -282,8 +356,12 @@ class AdditiveAttention(nn.Module):
         features = torch.tanh(self.W_q(queries).unsqueeze(2) + self.W_k(keys).unsqueeze(1))
         self.attention_weights = masked_softmax(self.w_v(features).squeeze(-1), valid_lens)
         return F.dropout(self.attention_weights, self.p, training=True) @ values
-''', ["AdditiveAttention_dropout"]),
-    "additive_weights_after_dropout": ("AdditiveAttention", '''
+""",
+        ["AdditiveAttention_dropout"],
+    ),
+    "additive_weights_after_dropout": (
+        "AdditiveAttention",
+        """
 class AdditiveAttention(nn.Module):
     def __init__(self, num_hiddens, dropout):
         super().__init__()
@@ -297,5 +375,7 @@ class AdditiveAttention(nn.Module):
         scores = self.w_v(features).squeeze(-1)
         self.attention_weights = self.dropout(masked_softmax(scores, valid_lens))
         return self.attention_weights @ values
-''', ["AdditiveAttention_dropout"]),
+""",
+        ["AdditiveAttention_dropout"],
+    ),
 }

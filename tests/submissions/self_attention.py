@@ -57,12 +57,12 @@ class SelfAttention(nn.Module):
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
         {forward}
 '''
-_INIT = '''self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+_INIT = """self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)'''
-_FORWARD = '''scores = queries @ keys.transpose(-2, -1)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)"""
+_FORWARD = """scores = queries @ keys.transpose(-2, -1)
         weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
-        return weights @ values'''
+        return weights @ values"""
 
 
 def _sa(init=_INIT, forward=_FORWARD):
@@ -107,7 +107,10 @@ def _cls(forward):
 
 WRONG = {
     # --- correct variants written differently: they must lose nothing ---
-    "ok_SelfAttention_explicit_loops": ("SelfAttention", _sa(forward='''outs = []
+    "ok_SelfAttention_explicit_loops": (
+        "SelfAttention",
+        _sa(
+            forward="""outs = []
         for seq_q, seq_k, seq_v in zip(queries.reshape(-1, *queries.shape[-2:]), keys.reshape(-1, *keys.shape[-2:]),
                                        values.reshape(-1, *values.shape[-2:])):
             rows = []
@@ -115,14 +118,27 @@ WRONG = {
                 w = torch.softmax(torch.stack([q @ k for k in seq_k]) / math.sqrt(seq_k.shape[-1]), dim=0)
                 rows.append(sum(wj * vj for wj, vj in zip(w, seq_v)))
             outs.append(torch.stack(rows))
-        return torch.stack(outs).reshape(*queries.shape)'''), []),
-    "ok_SelfAttention_sdpa": ("SelfAttention", _sa(
-        forward='return torch.nn.functional.scaled_dot_product_attention(queries, keys, values)'), []),
-    "ok_positional_encoding_loops": ("positional_encoding", _pe(
-        '''j = col // 2
+        return torch.stack(outs).reshape(*queries.shape)"""
+        ),
+        [],
+    ),
+    "ok_SelfAttention_sdpa": (
+        "SelfAttention",
+        _sa(forward="return torch.nn.functional.scaled_dot_product_attention(queries, keys, values)"),
+        [],
+    ),
+    "ok_positional_encoding_loops": (
+        "positional_encoding",
+        _pe(
+            """j = col // 2
             angle = i / 10000 ** (2 * j / num_hiddens)
-            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)'''), []),
-    "ok_PositionalEncoding_calls_part2_in_forward": ("PositionalEncoding", '''
+            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)"""
+        ),
+        [],
+    ),
+    "ok_PositionalEncoding_calls_part2_in_forward": (
+        "PositionalEncoding",
+        '''
 class PositionalEncoding(nn.Module):
     """computes P lazily"""
     def __init__(self, num_hiddens, dropout, max_len=1000):
@@ -133,79 +149,183 @@ class PositionalEncoding(nn.Module):
     def forward(self, X):
         assert X.shape[1] <= self.max_len
         return self.drop(X + positional_encoding(X.shape[1], self.num_hiddens).unsqueeze(0))
-''', []),
-
+''',
+        [],
+    ),
     # --- SelfAttention ---
-    "SelfAttention_scaled_by_d_in": ("SelfAttention", _sa(forward='''scores = queries @ keys.transpose(-2, -1)
+    "SelfAttention_scaled_by_d_in": (
+        "SelfAttention",
+        _sa(
+            forward="""scores = queries @ keys.transpose(-2, -1)
         weights = torch.softmax(scores / self.W_query.in_features ** 0.5, dim=-1)
-        return weights @ values'''), ["SelfAttention_matches_formula"]),
-    "SelfAttention_not_scaled": ("SelfAttention", _sa(forward='''scores = queries @ keys.transpose(-2, -1)
-        return torch.softmax(scores, dim=-1) @ values'''), ["SelfAttention_matches_formula"]),
-    "SelfAttention_scaled_by_d_out_not_sqrt": ("SelfAttention", _sa(forward='''scores = queries @ keys.transpose(-2, -1)
-        return torch.softmax(scores / keys.shape[-1], dim=-1) @ values'''), ["SelfAttention_matches_formula"]),
-    "SelfAttention_softmax_over_queries": ("SelfAttention", _sa(forward='''scores = queries @ keys.transpose(-2, -1)
-        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-2) @ values'''), ["SelfAttention_matches_formula"]),
-    "SelfAttention_softmax_dim0_2d_only": ("SelfAttention", _sa(forward='''scores = queries @ keys.transpose(-2, -1)
-        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=0) @ values'''), ["SelfAttention_matches_formula"]),
-    "SelfAttention_dot_T_on_batches": ("SelfAttention", _sa(forward='''scores = queries @ keys.T
-        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1) @ values'''), ["SelfAttention_matches_formula"]),
-    "SelfAttention_keys_first": ("SelfAttention", _sa(forward='''scores = keys @ queries.transpose(-2, -1)
-        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1) @ values'''), ["SelfAttention_matches_formula"]),
-    "SelfAttention_layers_in_another_order": ("SelfAttention", _sa(init='''self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        return weights @ values"""
+        ),
+        ["SelfAttention_matches_formula"],
+    ),
+    "SelfAttention_not_scaled": (
+        "SelfAttention",
+        _sa(
+            forward="""scores = queries @ keys.transpose(-2, -1)
+        return torch.softmax(scores, dim=-1) @ values"""
+        ),
+        ["SelfAttention_matches_formula"],
+    ),
+    "SelfAttention_scaled_by_d_out_not_sqrt": (
+        "SelfAttention",
+        _sa(
+            forward="""scores = queries @ keys.transpose(-2, -1)
+        return torch.softmax(scores / keys.shape[-1], dim=-1) @ values"""
+        ),
+        ["SelfAttention_matches_formula"],
+    ),
+    "SelfAttention_softmax_over_queries": (
+        "SelfAttention",
+        _sa(
+            forward="""scores = queries @ keys.transpose(-2, -1)
+        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-2) @ values"""
+        ),
+        ["SelfAttention_matches_formula"],
+    ),
+    "SelfAttention_softmax_dim0_2d_only": (
+        "SelfAttention",
+        _sa(
+            forward="""scores = queries @ keys.transpose(-2, -1)
+        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=0) @ values"""
+        ),
+        ["SelfAttention_matches_formula"],
+    ),
+    "SelfAttention_dot_T_on_batches": (
+        "SelfAttention",
+        _sa(
+            forward="""scores = queries @ keys.T
+        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1) @ values"""
+        ),
+        ["SelfAttention_matches_formula"],
+    ),
+    "SelfAttention_keys_first": (
+        "SelfAttention",
+        _sa(
+            forward="""scores = keys @ queries.transpose(-2, -1)
+        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1) @ values"""
+        ),
+        ["SelfAttention_matches_formula"],
+    ),
+    "SelfAttention_layers_in_another_order": (
+        "SelfAttention",
+        _sa(
+            init="""self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)'''), ["SelfAttention_layers"]),
-    "SelfAttention_always_bias": ("SelfAttention", _sa(init='''self.W_query = nn.Linear(d_in, d_out)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)"""
+        ),
+        ["SelfAttention_layers"],
+    ),
+    "SelfAttention_always_bias": (
+        "SelfAttention",
+        _sa(
+            init="""self.W_query = nn.Linear(d_in, d_out)
         self.W_key = nn.Linear(d_in, d_out)
-        self.W_value = nn.Linear(d_in, d_out)'''),
-        ["SelfAttention_layers", "SelfAttention_matches_formula"]),  # random biases change the outputs too
-    "SelfAttention_parameters_not_linear": ("SelfAttention", _sa(
-        init='''self.W_query = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_value = nn.Linear(d_in, d_out)"""
+        ),
+        ["SelfAttention_layers", "SelfAttention_matches_formula"],
+    ),  # random biases change the outputs too
+    "SelfAttention_parameters_not_linear": (
+        "SelfAttention",
+        _sa(
+            init="""self.W_query = nn.Parameter(torch.rand(d_in, d_out))
         self.W_key = nn.Parameter(torch.rand(d_in, d_out))
-        self.W_value = nn.Parameter(torch.rand(d_in, d_out))''').replace(
-        "self.W_query(x), self.W_key(x), self.W_value(x)", "x @ self.W_query, x @ self.W_key, x @ self.W_value"),
-        ["SelfAttention_layers", "SelfAttention_matches_formula"]),
-
+        self.W_value = nn.Parameter(torch.rand(d_in, d_out))"""
+        ).replace(
+            "self.W_query(x), self.W_key(x), self.W_value(x)", "x @ self.W_query, x @ self.W_key, x @ self.W_value"
+        ),
+        ["SelfAttention_layers", "SelfAttention_matches_formula"],
+    ),
     # --- positional_encoding ---
-    "positional_encoding_sin_cos_swapped": ("positional_encoding", _pe(
-        '''angle = i / 10000 ** (2 * (col // 2) / num_hiddens)
-            P[i, col] = math.cos(angle) if col % 2 == 0 else math.sin(angle)'''), ["positional_encoding_matches_formula"]),
-    "positional_encoding_column_index_exponent": ("positional_encoding", _pe(
-        '''angle = i / 10000 ** (col / num_hiddens)
-            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)'''), ["positional_encoding_matches_formula"]),
-    "positional_encoding_pair_index_without_2": ("positional_encoding", _pe(
-        '''angle = i / 10000 ** ((col // 2) / num_hiddens)
-            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)'''), ["positional_encoding_matches_formula"]),
-    "positional_encoding_position_in_exponent": ("positional_encoding", _pe(
-        '''angle = i / 10000 ** (2 * i / num_hiddens)
-            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)'''), ["positional_encoding_matches_formula"]),
-    "positional_encoding_sin_then_cos_halves": ("positional_encoding", '''
+    "positional_encoding_sin_cos_swapped": (
+        "positional_encoding",
+        _pe(
+            """angle = i / 10000 ** (2 * (col // 2) / num_hiddens)
+            P[i, col] = math.cos(angle) if col % 2 == 0 else math.sin(angle)"""
+        ),
+        ["positional_encoding_matches_formula"],
+    ),
+    "positional_encoding_column_index_exponent": (
+        "positional_encoding",
+        _pe(
+            """angle = i / 10000 ** (col / num_hiddens)
+            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)"""
+        ),
+        ["positional_encoding_matches_formula"],
+    ),
+    "positional_encoding_pair_index_without_2": (
+        "positional_encoding",
+        _pe(
+            """angle = i / 10000 ** ((col // 2) / num_hiddens)
+            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)"""
+        ),
+        ["positional_encoding_matches_formula"],
+    ),
+    "positional_encoding_position_in_exponent": (
+        "positional_encoding",
+        _pe(
+            """angle = i / 10000 ** (2 * i / num_hiddens)
+            P[i, col] = math.sin(angle) if col % 2 == 0 else math.cos(angle)"""
+        ),
+        ["positional_encoding_matches_formula"],
+    ),
+    "positional_encoding_sin_then_cos_halves": (
+        "positional_encoding",
+        """
 def positional_encoding(num_steps, num_hiddens):
     pos = torch.arange(num_steps, dtype=torch.float32)[:, None]
     angle = pos / 10000 ** (torch.arange(0, num_hiddens, 2, dtype=torch.float32) / num_hiddens)
     return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
-''', ["positional_encoding_matches_formula"]),
-    "positional_encoding_positions_from_1": ("positional_encoding", '''
+""",
+        ["positional_encoding_matches_formula"],
+    ),
+    "positional_encoding_positions_from_1": (
+        "positional_encoding",
+        """
 def positional_encoding(num_steps, num_hiddens):
     pos = torch.arange(1, num_steps + 1, dtype=torch.float32)[:, None]
     angle = pos / 10000 ** (torch.arange(0, num_hiddens, 2, dtype=torch.float32) / num_hiddens)
     P = torch.zeros(num_steps, num_hiddens)
     P[:, 0::2], P[:, 1::2] = torch.sin(angle), torch.cos(angle)
     return P
-''', ["positional_encoding_matches_formula"]),
-
+""",
+        ["positional_encoding_matches_formula"],
+    ),
     # --- PositionalEncoding ---
-    "PositionalEncoding_dropout_on_in_eval": ("PositionalEncoding", _cls(
-        'return torch.nn.functional.dropout(X + self.P[:X.shape[1]], self.dropout.p)'), ["PositionalEncoding_adds_P"]),
-    "PositionalEncoding_P_not_sliced": ("PositionalEncoding", _cls(
-        'return self.dropout(X + self.P)'), ["PositionalEncoding_adds_P", "PositionalEncoding_dropout"]),
-    "PositionalEncoding_dropout_on_P_only": ("PositionalEncoding", _cls(
-        'return X + self.dropout(self.P[:X.shape[1]])'), ["PositionalEncoding_dropout"]),
-    "PositionalEncoding_no_dropout": ("PositionalEncoding", _cls(
-        'return X + self.P[:X.shape[1]]'), ["PositionalEncoding_dropout"]),
-    "PositionalEncoding_in_place": ("PositionalEncoding", _cls(
-        '''X += self.P[:X.shape[1]]
-        return self.dropout(X)'''), ["PositionalEncoding_adds_P"]),
-    "PositionalEncoding_own_P_sin_cos_swapped": ("PositionalEncoding", '''
+    "PositionalEncoding_dropout_on_in_eval": (
+        "PositionalEncoding",
+        _cls("return torch.nn.functional.dropout(X + self.P[:X.shape[1]], self.dropout.p)"),
+        ["PositionalEncoding_adds_P"],
+    ),
+    "PositionalEncoding_P_not_sliced": (
+        "PositionalEncoding",
+        _cls("return self.dropout(X + self.P)"),
+        ["PositionalEncoding_adds_P", "PositionalEncoding_dropout"],
+    ),
+    "PositionalEncoding_dropout_on_P_only": (
+        "PositionalEncoding",
+        _cls("return X + self.dropout(self.P[:X.shape[1]])"),
+        ["PositionalEncoding_dropout"],
+    ),
+    "PositionalEncoding_no_dropout": (
+        "PositionalEncoding",
+        _cls("return X + self.P[:X.shape[1]]"),
+        ["PositionalEncoding_dropout"],
+    ),
+    "PositionalEncoding_in_place": (
+        "PositionalEncoding",
+        _cls(
+            """X += self.P[:X.shape[1]]
+        return self.dropout(X)"""
+        ),
+        ["PositionalEncoding_adds_P"],
+    ),
+    "PositionalEncoding_own_P_sin_cos_swapped": (
+        "PositionalEncoding",
+        """
 class PositionalEncoding(nn.Module):
     def __init__(self, num_hiddens, dropout, max_len=1000):
         super().__init__()
@@ -216,10 +336,16 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, X):
         return self.dropout(X + self.P[:X.shape[1]])
-''', ["PositionalEncoding_adds_P", "PositionalEncoding_dropout"]),
+""",
+        ["PositionalEncoding_adds_P", "PositionalEncoding_dropout"],
+    ),
     # Part 2 wrong, Part 3 (the reference, which calls positional_encoding) must keep its points
-    "positional_encoding_wrong_class_uses_it": ("positional_encoding", '''
+    "positional_encoding_wrong_class_uses_it": (
+        "positional_encoding",
+        """
 def positional_encoding(num_steps, num_hiddens):
     return torch.ones(num_steps, num_hiddens)
-''', ["positional_encoding_matches_formula"]),
+""",
+        ["positional_encoding_matches_formula"],
+    ),
 }
