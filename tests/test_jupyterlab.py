@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import chromium
 import pytest
 from conftest import ASSIGNMENTS, ROOT, VENV_BIN
 
@@ -25,16 +26,6 @@ from attention_course.jupyter_env import private_home
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 ASSIGNMENT = os.environ.get("COURSE_JUPYTERLAB_ASSIGNMENT") or (ASSIGNMENTS[0] if ASSIGNMENTS else None)
 STUB_MESSAGE = "Not implemented yet: replace this line with your answer."
 SUCCESS = "Success! Your notebook passes all the tests."
@@ -115,12 +106,11 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tab(lab):
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)"
     from playwright.sync_api import sync_playwright
 
     base, token, course, _ = lab
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = chromium.launch(p)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(60_000)
         outside: list[str] = []
