@@ -32,7 +32,7 @@ from attention_course.grading import static_scan
 from attention_course.grading.course import Course, atomic_write
 from attention_course.grading.gradebook import record, register_assignment, roster
 from attention_course.grading.ids import escape
-from attention_course.grading.records import CellStatus, RunStatus, overall
+from attention_course.grading.records import CellGrade, CellStatus, RunStatus, overall
 from attention_course.grading.records import NotebookStatus as Status
 from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 
@@ -162,10 +162,7 @@ def fingerprint(
 
 
 def zero_cells(points: dict[str, float], why: str) -> dict:
-    return {
-        gid: {"score": 0.0, "max_score": pts, "status": CellStatus.NOT_GRADED, "why": why}
-        for gid, pts in points.items()
-    }
+    return {gid: CellGrade.zero(pts, why).to_json() for gid, pts in points.items()}
 
 
 def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -> dict:
@@ -176,7 +173,7 @@ def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -
         info = result["cells"][index] if index < len(result["cells"]) else {"status": RunStatus.NOT_RUN}
         status = info.get("status", RunStatus.NOT_RUN)
         if status == RunStatus.OK:
-            cells[gid] = {"score": points[gid], "max_score": points[gid], "status": CellStatus.PASSED, "why": ""}
+            cells[gid] = CellGrade(points[gid], points[gid], CellStatus.PASSED).to_json()
             continue
         if status == RunStatus.ERROR:
             why = escape(info.get("ename", "error"), 60)
@@ -188,7 +185,11 @@ def score_cells(tests: dict[str, int], points: dict[str, float], result: dict) -
             why = f"not run ({result.get('died') or status})"
         else:
             why = status
-        cells[gid] = {"score": 0.0, "max_score": points[gid], "status": status, "why": why}
+        try:
+            failed = CellStatus(status)
+        except ValueError:  # a status the runner does not produce: the test did not pass
+            failed = CellStatus.ERROR
+        cells[gid] = CellGrade(0.0, points[gid], failed, why).to_json()
     return cells
 
 
