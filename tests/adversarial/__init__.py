@@ -208,7 +208,7 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
 
     attacks(put, answered, folder, _code, _index)
     honest(put, answered, folder, _code, _index)
-    against_the_judge(put, answered)
+    against_the_judge(put, answered, release)
     # --- probes: success would make the answer right; exact scores prove they failed
     targets = [
         course / "solutions" / ASSIGNMENT / NB,

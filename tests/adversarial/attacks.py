@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 
 from adversarial import ZERO_DOT, ZERO_POOL, Case
+from attention_course import notebooks as nbt
 
 # wrong answers of the right shape: they pass a test only if its comparisons are made to lie
 ZERO_SOFTMAX = "def softmax(x, dim=-1):\n    return torch.zeros_like(x)\n"
@@ -253,8 +254,41 @@ FORBID_BYPASS = (
 )
 
 
-def against_the_judge(put, answered) -> None:
+# Against the judge link (runner.py): the judge's unix socket lies beside the kernel's connection file (whose
+# path is in the kernel's argv), and the judge accepts the first connection when a test cell starts. The student
+# connects first, from an answer cell, and a thread of theirs answers every request of the judge with "True"
+# and the traffic it was sent: points without the work, and the judge's inputs. Every answer is otherwise the
+# untouched stub, so whatever the squatter does the student must score 0: the judge believes data only, and a
+# reply that is not what the test asked for fails the test.
+SOCKET_SQUATTER = (
+    "import os, socket, sys, threading\n"
+    "from attention_course.grading import agent as _agent, wire as _wire\n"
+    "_conn = sys.argv[sys.argv.index('-f') + 1] if '-f' in sys.argv else ''\n"
+    "_path = os.path.join(os.path.dirname(_conn), 'judge.sock')\n"
+    "def _squat():\n"
+    "    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+    "    sock.connect(_path)\n"
+    "    while True:\n"
+    "        try:\n"
+    "            message, frames = _wire.recv(sock)\n"
+    "        except Exception:\n"
+    "            return\n"
+    "        if message.get('op') == 'end':\n"
+    "            return\n"
+    "        with open('squatted.txt', 'a') as fh:\n"
+    "            fh.write(repr(message)[:500] + '\\n')\n"
+    "        _agent._reply(sock, True)\n"
+    "if os.path.exists(_path):\n"
+    "    threading.Thread(target=_squat, daemon=True).start()\n"
+    "def attention_pooling(weights, values):\n"
+    "    raise NotImplementedError()\n"
+)
+
+
+def against_the_judge(put, answered, release) -> None:
     put("forbid-bypass", answered(softmax=FORBID_BYPASS), Case(10, "graded", "flagged for review"))
+    squatter = nbt.with_answers(release, {"attention_pooling": SOCKET_SQUATTER})
+    put("socket-squatter", squatter, Case(0, "graded", "softmax_matches_torch"))
 
 
 def honest(put, answered, folder, code, index) -> None:
