@@ -159,25 +159,28 @@ class RemoteParameter(torch.nn.Parameter):
         judge.request({"op": "setparam", "h": ref}, value=self.as_subclass(torch.Tensor).detach().clone())
 
 
-def _write_back(local, after) -> None:
-    """Copy the kernel's view of the arguments after a call into the judge's own tensors, where they differ
-    (a student's function that modifies its input in place is seen doing so, as under plain nbgrader)."""
-    if isinstance(local, torch.Tensor) and not isinstance(local, RemoteParameter):
-        if (
+def _check_inputs_unchanged(sent, after, where: str = "") -> None:
+    """Fail the test if the kernel's view of an argument after the call differs from what the judge sent.
+
+    The judge's own tensors never change (it sent bytes; nothing comes back into them), so expected values
+    computed from them stay the test's own; a student's function that modifies its input in place is told so.
+    """
+    if isinstance(sent, torch.Tensor) and not isinstance(sent, RemoteParameter):
+        same = (
             isinstance(after, torch.Tensor)
-            and after.shape == local.shape
-            and after.dtype == local.dtype
-            and not torch.equal(after, local)
-        ):
-            with torch.no_grad():
-                local.copy_(after)
-    elif isinstance(local, (list, tuple)) and isinstance(after, (list, tuple)) and len(local) == len(after):
-        for item, new in zip(local, after):
-            _write_back(item, new)
-    elif isinstance(local, dict) and isinstance(after, dict):
-        for key, item in local.items():
+            and after.shape == sent.shape
+            and after.dtype == sent.dtype
+            and (torch.equal(after, sent) or bool(torch.isclose(after, sent, 0, 0, equal_nan=True).all()))
+        )
+        if not same:
+            raise AssertionError(f"your function modified its input{where} in place")
+    elif isinstance(sent, (list, tuple)) and isinstance(after, (list, tuple)) and len(sent) == len(after):
+        for i, (item, new) in enumerate(zip(sent, after)):
+            _check_inputs_unchanged(item, new, where or f" (argument {i + 1})")
+    elif isinstance(sent, dict) and isinstance(after, dict):
+        for key, item in sent.items():
             if key in after:
-                _write_back(item, after[key])
+                _check_inputs_unchanged(item, after[key], f" {escape(key, 40)}")
 
 
 class Namespace(dict):
@@ -312,9 +315,11 @@ class Judge:
         }
         self._send(message, frames)
         value, reply, frames = self._await_reply(with_frames=True)
-        if "inputs" in reply:  # in-place changes the student's code made to its inputs, as if it ran here
+        if "inputs" in reply:  # the kernel's view of the arguments after the call: must be what was sent
             after = wire.decode(reply["inputs"], frames, self._make_remote, self._make_param)
-            _write_back((list(args), dict(kwargs)), after)
+            if isinstance(after, (list, tuple)) and len(after) == 2:
+                _check_inputs_unchanged(list(args), after[0])
+                _check_inputs_unchanged(dict(kwargs), after[1])
         largest = reply.get("largest")
         if isinstance(largest, list) and len(largest) == 2 and type(largest[0]) is int:
             for entry in stack:
