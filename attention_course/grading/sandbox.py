@@ -200,7 +200,17 @@ class Sandbox:
 
     def kernel_argv(self) -> list[str]:
         return self.command(
-            [self.python(), "-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False"]
+            [
+                self.python(),
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}",
+                "--HistoryManager.enabled=False",
+                # the grader's agent is imported before any cell runs: its references to the checks are taken
+                # before the student's code can rebind them (agent.py)
+                "--IPKernelApp.exec_lines=__import__('attention_course.grading.agent')",
+            ]
         )
 
 
