@@ -28,6 +28,7 @@ class Case:
     score: float
     status: str  # graded | unreadable | missing | no submission
     reason: str = ""  # a piece of the reason the summary gives
+    assignment: str = ASSIGNMENT  # the assignment the submission is for (tests/adversarial/escapes.py: several)
 
 
 WRONG_SOFTMAX = "def softmax(x, dim=-1):\n    e = torch.exp(x - x.max())\n    return e / e.sum()\n"
