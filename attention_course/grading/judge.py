@@ -230,6 +230,7 @@ class Judge:
         self._calls = 0
         self._seed = torch.manual_seed
         self.abandoned = False  # set by the runner when the kernel finished its turn on its own
+        self.meter = None  # the sandbox's memory meter (sandbox.PeakMeter), where the runner hosts the sandbox
 
     # --- plain data both ways ------------------------------------------------------------------------------
     def _make_remote(self, spec: dict) -> Remote:
@@ -313,8 +314,15 @@ class Judge:
             "args": self._encode(list(args), frames),
             "kwargs": self._encode(dict(kwargs), frames),
         }
+        meter = self.meter if ctx["largest"] else None
+        measured = meter is not None and meter.reset()  # memory bound: the sandbox's cgroup, from outside
         self._send(message, frames)
         value, reply, frames = self._await_reply(with_frames=True)
+        grown = meter.grown() if measured else None
+        if grown is not None:
+            for entry in stack:
+                if entry[0] == "largest":
+                    entry[1].record_peak(grown)
         if "inputs" in reply:  # the kernel's view of the arguments after the call: must be what was sent
             after = wire.decode(reply["inputs"], frames, self._make_remote, self._make_param)
             if isinstance(after, (list, tuple)) and len(after) == 2:

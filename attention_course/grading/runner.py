@@ -76,6 +76,10 @@ class LocalLink:
     def abandon(self) -> None:
         self.judge.abandon()
 
+    def measure_with(self, meter) -> None:
+        """The sandbox's memory meter: the judge reads the memory bound from the sandbox's cgroup."""
+        self.judge.meter = meter
+
 
 async def execute(job: dict, link_factory=None) -> dict:
     """Run the notebook `job["notebook"]`. `link_factory(job, listener)` gives the judge link (default: the
@@ -138,6 +142,8 @@ async def execute(job: dict, link_factory=None) -> dict:
     os.chmod(sock_path, 0o666)
     listener.listen(1)
     judge = (link_factory or LocalLink)(job, listener)
+    if cgroup is not None and hasattr(judge, "measure_with"):  # a judge elsewhere keeps the in-kernel check only
+        judge.measure_with(cgroup.memory_meter())
     serve_source = f"__import__('attention_course.grading.agent', fromlist=['serve']).serve({sock_path!r})"
     tested = False
     try:
