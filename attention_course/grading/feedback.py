@@ -254,7 +254,7 @@ def inert(nb) -> tuple[nbformat.NotebookNode, dict[str, str]]:
         else:  # markdown, raw, anything else: sanitised HTML in place of a placeholder
             token = f"INERT{nonce}CELL{i}"
             body = _markdown(source) if cell.get("cell_type") == "markdown" else f"<pre>{html.escape(source)}</pre>"
-            blocks[f"<p>{token}</p>"] = (f'<div id="{SCORE_ID}">{body}</div>' if i == 0 else body)
+            blocks[f"<p>{token}</p>"] = f'<div id="{SCORE_ID}">{body}</div>' if i == 0 else body
             new = nbformat.v4.new_markdown_cell(token)
         new["id"] = f"cell-{i}"
         clean.cells.append(new)
@@ -315,13 +315,30 @@ def write_feedback(course, state: dict, executed: Path | None) -> Path:
     text = render(nb, local_mathjax(course.feedback))
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
-        probe.write_text(text)
+        probe.write_text(text, encoding="utf-8", errors="replace")
         leaked = leaks.find_leaks(list(secrets), [probe]) or _answers_leak(
             nb, _all_secrets(str(course.source / state["assignment"]))
         )
     if leaked:
-        text = f"<html><body><pre>{html.escape(_header(state))}</pre></body></html>"
+        text = plain_page(state)
     tmp_dest = dest.with_name(f".{dest.name}.tmp")
-    tmp_dest.write_text(text)
+    tmp_dest.write_text(text, encoding="utf-8", errors="replace")
     tmp_dest.replace(dest)
+    return dest
+
+
+def plain_page(state: dict) -> str:
+    """The score table and the reasons as plain text: nothing of the notebook, no script, nothing loaded."""
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        f'</head><body><pre id="{SCORE_ID}">{html.escape(_header(state))}</pre></body></html>'
+    )
+
+
+def write_reduced(course, state: dict) -> Path:
+    """The page when the full one could not be rendered within the grader's limits."""
+    dest = course.feedback / state["student"] / state["assignment"] / f"{state['notebook']}.html"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(dest, plain_page(state).encode("utf-8", "replace"))
     return dest

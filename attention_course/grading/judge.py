@@ -144,16 +144,16 @@ def _trusted_failure(exc: BaseException, gid: str, code: str, hidden: bool) -> d
         message = static
     elif hidden:
         message = (
-            "raised by your code on a hidden test input"
-            if isinstance(exc, RemoteError)
-            else "a hidden check failed"
+            "raised by your code on a hidden test input" if isinstance(exc, RemoteError) else "a hidden check failed"
         ) + " (details are not shown: they could show the hidden inputs)"
     else:
         lines = code.splitlines()
         quoted = lines[line - 1].strip() if line is not None and 0 < line <= len(lines) else ""
-        message = (f"at `{escape(quoted, 200)}`: " if quoted else "") + (
-            "raised by your code" if isinstance(exc, RemoteError) else "failed"
-        ) + " (its message is not shown: your kernel has already seen hidden test inputs)"
+        message = (
+            (f"at `{escape(quoted, 200)}`: " if quoted else "")
+            + ("raised by your code" if isinstance(exc, RemoteError) else "failed")
+            + " (its message is not shown: your kernel has already seen hidden test inputs)"
+        )
     return {"status": RunStatus.ERROR, "ename": ename, "evalue": escape(message, 500)}
 
 
