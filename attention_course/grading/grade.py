@@ -36,7 +36,7 @@ from attention_course.grading.records import CellGrade, CellStatus, RunStatus, o
 from attention_course.grading.records import NotebookStatus as Status
 from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 
-GRADER_VERSION = "2"  # 2: test cells judged outside the kernel
+GRADER_VERSION = "3"  # 2: test cells judged outside the kernel; 3: trusted text only, inert feedback
 MAX_COPY_BYTES = 50 * 2**20  # other files of a submission folder copied into the sandbox
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 COMPILED = (".so", ".pyd", ".pyc", ".pyo", ".dylib", ".dll")

@@ -103,9 +103,13 @@ display({{"image/png": 'x" onerror="window.__pwned=\\'png\\'', "text/plain": "pn
 display({{"application/vnd.jupyter.widget-view+json": {{"model_id": "x"}}, "text/plain": "widget"}}, raw=True)
 print("<script>window.__pwned='stream'</script>")
 """
+# ipykernel cannot send a lone surrogate (its packer fails), so the student sends JSON escapes instead: the
+# grader's side decodes them into strings that UTF-8 cannot encode
 LONE_SURROGATES = (
-    "from IPython.display import HTML, display\nprint('lone \\ud800 surrogate')\nprint('escaped \\udcff byte')\n"
-    "display(HTML('<b>\\ud83d</b>'))\n"
+    "import json\nip = get_ipython()\n"
+    "ip.kernel.session.pack = lambda o: json.dumps(o, default=lambda v: v.isoformat()).encode()\n"
+    "print('lone \\ud800 surrogate')\n"
+    "display({'text/html': '<b>\\udcff</b>', 'text/plain': 'x\\ud83d'}, raw=True)\n"
 )
 
 
@@ -149,7 +153,7 @@ def build(course: Path, root: Path, port: int) -> dict[str, Case]:
     # --- class 6: results that could not be saved, a page that cannot be rendered in time
     nb = answered()
     nb.cells.insert(_index(nb, "softmax") + 1, _code(LONE_SURROGATES))
-    put("lone-surrogate", nb, Case(10, "graded", "all tests passed"))
+    put("lone-surrogate", nb, Case(10, "graded", "flagged for review"))  # get_ipython: flagged, never scored
     nb = answered(dot_product_scores=WRONG_DOT)
     nb.cells[1:1] = _emphasis_storm(cells=30, size=80000)  # 14 MB of markdown: minutes to render
     put("feedback-too-big", nb, Case(7, "graded", "feedback reduced to the score table"))
