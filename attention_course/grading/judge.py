@@ -26,6 +26,7 @@ The same test cells run unchanged in-kernel under plain `nbgrader autograde` and
 
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import hashlib
@@ -48,7 +49,8 @@ MAX_TEST_OUTPUT = 64 * 1024
 
 
 class RemoteError(Exception):
-    """The student's code raised (in the kernel); type and message are the student's, escaped."""
+    """The student's code raised (in the kernel); type and message are the student's, escaped. The message is
+    shown only where `Judge.run_test` trusts the inputs the kernel has seen (`_trusted_failure`)."""
 
 
 _REMOTE_ERRORS: dict[str, type] = {}
@@ -81,6 +83,78 @@ def remote_error(kind: str, message: str) -> RemoteError:
     err = klass(f"(raised by your code) {escape(message)}")
     err.kind = kind
     return err
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,59}")
+WITHHELD_OUTPUT = "[grader: the test's output is not shown once hidden inputs have reached your kernel]\n"
+
+
+def _ename(exc: BaseException) -> str:
+    name = getattr(exc, "kind", None) if isinstance(exc, RemoteError) else type(exc).__name__
+    return name if isinstance(name, str) and _NAME.fullmatch(name) else "Exception"
+
+
+def _static_text(node) -> str | None:
+    """An assert's message as the test's author wrote it: a string constant as is, an f-string with each
+    interpolated value shown as `...` (the values may be the student's outputs on hidden inputs)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(
+            part.value if isinstance(part, ast.Constant) and isinstance(part.value, str) else "..."
+            for part in node.values
+        )
+    return None
+
+
+def _failing_line(exc: BaseException, gid: str) -> tuple[int | None, bool]:
+    """The line of the test cell where `exc` came out, and whether it was raised there (not deeper)."""
+    tb, line, innermost = exc.__traceback__, None, False
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == f"<test {gid}>":
+            line, innermost = tb.tb_lineno, tb.tb_next is None
+        tb = tb.tb_next
+    return line, innermost
+
+
+def _trusted_failure(exc: BaseException, gid: str, code: str, hidden: bool) -> dict:
+    """The record of a test that failed after hidden inputs reached the kernel: the test's name (the caller's),
+    the exception's type name, and only text the judge wrote, never a message of the student's code nor of a
+    library that formatted the student's values (`torch.testing.assert_close` prints shapes and numbers).
+
+    Trusted text, in order: an `assert` of the test itself that failed gives its message with every interpolated
+    value replaced by `...` (the f-string's fixed text is the test author's; what it interpolates may be the
+    student's output on hidden inputs); anything else in a hidden block gives one fixed sentence; in a visible
+    block (public source) the failing line is quoted."""
+    ename = _ename(exc)
+    line, innermost = _failing_line(exc, gid)
+    static = None
+    if type(exc) is AssertionError and innermost and line is not None:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            tree = None
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Assert) and node.lineno <= line <= (node.end_lineno or node.lineno):
+                static = _static_text(node.msg) if node.msg is not None else None
+                if static is None:
+                    static = "a hidden check failed" if hidden else "an assert failed"
+                break
+    if static is not None:
+        message = static
+    elif hidden:
+        message = (
+            "raised by your code on a hidden test input" if isinstance(exc, RemoteError) else "a hidden check failed"
+        ) + " (details are not shown: they could show the hidden inputs)"
+    else:
+        lines = code.splitlines()
+        quoted = lines[line - 1].strip() if line is not None and 0 < line <= len(lines) else ""
+        message = (
+            (f"at `{escape(quoted, 200)}`: " if quoted else "")
+            + ("raised by your code" if isinstance(exc, RemoteError) else "failed")
+            + " (its message is not shown: your kernel has already seen hidden test inputs)"
+        )
+    return {"status": RunStatus.ERROR, "ename": ename, "evalue": escape(message, 500)}
 
 
 class KernelLost(Exception):
@@ -231,6 +305,7 @@ class Judge:
         self._seed = torch.manual_seed
         self.abandoned = False  # set by the runner when the kernel finished its turn on its own
         self.meter = None  # the sandbox's memory meter (sandbox.PeakMeter), where the runner hosts the sandbox
+        self.tainted = False  # a hidden block has run: the kernel may hold hidden inputs from now on
 
     # --- plain data both ways ------------------------------------------------------------------------------
     def _make_remote(self, spec: dict) -> Remote:
@@ -391,6 +466,7 @@ class Judge:
         self.deadline = time.monotonic() + timeout
         out = io.StringIO()
         result = {"status": RunStatus.OK}
+        segment = None  # (code, hidden?, student text shown?) of the part of the cell that runs
         try:
             self.abandoned = False
             self.listener.settimeout(0.2)
@@ -409,14 +485,28 @@ class Judge:
                     dict.__setitem__(self.ns, name, found[name])
                 else:
                     dict.pop(self.ns, name, None)
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                for code, hidden in _segments(source):
-                    compiled = compile(code, f"<test {gid}>", "exec")
-                    if hidden:
-                        with self._secret_seeds(gid):
+            for code, hidden in _segments(source):
+                # the student's text and the test's output are shown only while the kernel has seen public
+                # inputs alone: once a hidden block started, the student's code may hold hidden inputs and
+                # carry them out in any later message, value or output (even of a visible test)
+                shows_hidden = hidden or HIDDEN_BEGIN in code  # markers not separable: all of it is hidden
+                segment = (code, shows_hidden, not shows_hidden and not self.tainted)
+                if shows_hidden:
+                    self.tainted = True
+                compiled = compile(code, f"<test {gid}>", "exec")
+                seg_out = io.StringIO()
+                try:  # warnings are written to stderr: shown or withheld with the rest
+                    with contextlib.redirect_stdout(seg_out), contextlib.redirect_stderr(seg_out):
+                        if hidden:
+                            with self._secret_seeds(gid):
+                                exec(compiled, self.ns)
+                        else:
                             exec(compiled, self.ns)
-                    else:
-                        exec(compiled, self.ns)
+                finally:
+                    if segment[2]:
+                        out.write(seg_out.getvalue())
+                    elif seg_out.getvalue() and WITHHELD_OUTPUT not in out.getvalue():
+                        out.write(WITHHELD_OUTPUT)
         except KernelLost as exc:
             result = {
                 "status": RunStatus.TIMEOUT if "timed out" in str(exc) else RunStatus.ERROR,
@@ -426,8 +516,11 @@ class Judge:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            result = {"status": RunStatus.ERROR, "ename": type(exc).__name__[:60], "evalue": message[:500]}
+            if segment is None and self.tainted or segment is not None and not segment[2]:
+                result = _trusted_failure(exc, gid, *(segment[:2] if segment else ("", False)))
+            else:  # a visible test before any hidden input reached the kernel: the message may be the student's
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                result = {"status": RunStatus.ERROR, "ename": _ename(exc), "evalue": escape(message, 500)}
         finally:
             checks._REMOTE.stack = None
             if self.sock is not None:
