@@ -542,6 +542,8 @@ class Judge:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            if self._refused and not isinstance(exc, StandInRefused):  # what followed a refusal is not the cause
+                exc = StandInRefused(f"your code called a grader's stand-in with {self._refused}: refused")
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             result = {"status": RunStatus.ERROR, "ename": type(exc).__name__[:60], "evalue": message[:500]}
         finally:
