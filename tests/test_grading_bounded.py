@@ -72,7 +72,8 @@ def test_every_honest_classmate_gets_full_marks_when_a_judge_dies(graded):
     for student in HONEST:
         assert float(graded["rows"][student]["score"]) == 10, (student, graded["rows"][student], out[-3000:])
         assert graded["rows"][student]["status"] == "graded"
-    assert "kernel died" not in out, out[-3000:]
+        assert _line(out, student).split()[1:3] == ["10/10", "graded"], _line(out, student)
+    assert "kernel died" not in out, out[-3000:]  # no classmate's kernel was lost with the judge, nor any kernel
 
 
 def test_the_student_whose_judge_died_is_a_grader_error_with_the_reason(graded):
