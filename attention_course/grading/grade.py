@@ -579,6 +579,7 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
     from attention_course.grading import runner
 
     run = {**run, "uid": _UID[0]}
+    Path(run["result"]).with_name("started").touch()  # if this worker dies now, this job is a suspect (_Recovery)
     result, error = None, None
     try:
         result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
@@ -650,6 +651,54 @@ class LocalPool:
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
 
+    def broken(self, exc: BaseException) -> bool:
+        """Whether `exc` says a worker process died (a judge killed, e.g. out of memory): the pool is broken."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        return isinstance(exc, BrokenProcessPool)
+
+    def restart(self) -> None:
+        """A fresh pool in place of a broken one (its dead worker's uid lease is released with the process)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        ctx = multiprocessing.get_context("forkserver")
+        self.pool = cf.ProcessPoolExecutor(max_workers=self.jobs_n, mp_context=ctx, initializer=_init_worker)
+
+
+JUDGE_DIED = "the grader's worker died while grading this notebook, twice (its judge was killed: out of memory?)"
+
+
+class _Recovery:
+    """What `_grade` does when a worker dies (a judge killed by the OOM killer, say): the pool breaks and every job
+    in it fails at once. None of those results is saved; the pool is recreated and each job retried once: those
+    that had started (suspects) one at a time, so a job that kills its worker again is that student's grader
+    error alone (not saved, so the next run retries it), and the rest together. A notebook saved in this run as
+    'kernel died' is not believed either (the host may have killed that kernel, not its student): it is regraded
+    too. `deaths` and `culprits` go into the run's summary."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.deaths = 0
+        self.culprits: list[str] = []
+        self.regraded = 0
+
+    def can(self, exc: BaseException) -> bool:
+        return bool(getattr(self.pool, "broken", None)) and self.pool.broken(exc)
+
+    @staticmethod
+    def started(job: Job) -> bool:
+        return Path(job.run["result"]).with_name("started").exists()
+
+    def line(self) -> str:
+        if not self.deaths:
+            return ""
+        text = (
+            f"grader: a grading worker died {self.deaths} time(s) (a judge was killed); the pool was recreated and "
+            f"{self.regraded} notebook(s) regraded"
+        )
+        if self.culprits:
+            text += "; grader error (retried next run): " + ", ".join(self.culprits[:10])
+        return text
+
 
 def grade(course: Course, opts: Options, out=sys.stdout) -> int:
 
@@ -699,6 +748,12 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         if os.environ.get("GRADING_KEEP_SCRATCH"):  # for debugging the grader: kernels' logs and notebooks
             print(f"scratch kept in {scratch}", file=out)
         else:
+            from attention_course.grading.sandbox import scratch_unmount
+
+            for dirpath, dirnames, _files in os.walk(scratch):  # left mounted by a worker that was killed
+                for name in dirnames:
+                    if os.path.ismount(os.path.join(dirpath, name)):
+                        scratch_unmount(Path(dirpath, name))
             shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -715,6 +770,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
     plans: list[Job] = []
     done_states: dict[tuple[str, str], dict] = {}
     failures = 0
+    recovered = ""  # what happened when a grading worker died (one line of the summary)
     times = submission_times(course, assignment)
 
     def complete(job: Job, gb) -> None:
@@ -759,23 +815,70 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(todo), unit="nb", desc=assignment, file=sys.stderr, dynamic_ncols=True)
-            futures = {pool.submit(job, course, opts): job for job in todo}
-            for future in pool.as_completed(futures):
-                job = futures[future]
-                try:
-                    job.state = pool.state(future, job)
-                except Exception as exc:
-                    job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
-                failures += job.state["status"] == Status.GRADER_ERROR
-                complete(job, gb)
-                if bar:
-                    bar.update(1)
+            recovery = _Recovery(pool)
+            died_kernels: list[Job] = []
+            pending = {id(job): json.loads(json.dumps(job.state)) for job in todo}  # as planned, for a retry
+
+            def run_all(batch: list[Job]) -> list[Job]:
+                """Run `batch` in the pool; the jobs that failed because the pool broke (none saved)."""
+                futures = {pool.submit(job, course, opts): job for job in batch}
+                lost = []
+                for future in pool.as_completed(futures):
+                    job = futures[future]
+                    try:
+                        job.state = pool.state(future, job)
+                    except Exception as exc:
+                        if recovery.can(exc):
+                            lost.append(job)
+                            continue
+                        job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
+                    if job.state.get("died") == "kernel died":
+                        died_kernels.append(job)
+                    complete(job, gb)
+                    if bar:
+                        bar.update(1)
+                return lost
+
+            lost = run_all(todo)
+            while lost:
+                recovery.deaths += 1
+                pool.restart()
+                again = [j for j in died_kernels if j not in lost]  # 'kernel died' while the grader failed
+                died_kernels.clear()
+                for job in again:
+                    job.state_path.unlink(missing_ok=True)
+                    job.state = json.loads(json.dumps(pending[id(job)]))
+                suspects = [j for j in lost if recovery.started(j)]
+                if not suspects:  # the pool broke with no notebook running: the grader itself fails
+                    for job in lost:
+                        job.state = finish(job.state, None, "the grading worker pool failed")
+                        complete(job, gb)
+                    break
+                recovery.regraded += len(lost) + len(again)
+                others = [j for j in lost if j not in suspects] + again
+                for job in suspects:  # each alone: only a job that kills its worker again is a grader error
+                    Path(job.run["result"]).with_name("started").unlink(missing_ok=True)
+                    if run_all([job]):
+                        recovery.deaths += 1
+                        recovery.culprits.append(f"{job.student}/{job.notebook}")
+                        job.state = finish(job.state, None, JUDGE_DIED)
+                        complete(job, gb)
+                        if bar:
+                            bar.update(1)
+                        pool.restart()
+                for job in others:
+                    Path(job.run["result"]).with_name("started").unlink(missing_ok=True)
+                lost = run_all(others)
             if bar:
                 bar.close()
+            failures = sum(job.state["status"] == Status.GRADER_ERROR for job in todo)
+            recovered = recovery.line()
     from attention_course.grading.export import export
 
     export(course, db_url, course.root / "grades.csv", students)
     print_summary(course, assignment, students, sources, done_states, time.monotonic() - started, len(todo), out)
+    if recovered:
+        print(recovered, file=out)
     for name, why in refused:
         print(f"  REFUSED {escape(name, 60)}: {why}", file=out)
     return 1 if failures else 0

@@ -32,6 +32,8 @@ import contextlib
 import hashlib
 import hmac
 import io
+import math
+import os
 import re
 import socket
 import sys
@@ -46,6 +48,19 @@ from attention_course.grading.records import RunStatus
 from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
 
 MAX_TEST_OUTPUT = 64 * 1024
+# A stand-in (a trusted function a test put in the kernel) runs here with arguments the kernel chose. Before it
+# runs they are sized against what this test itself sent to the kernel (its scale: the largest tensor, and the
+# largest number or dimension): a tensor may hold at most STANDIN_FACTOR times the test's largest tensor (or
+# STANDIN_FLOOR_ELEMENTS), a number may be at most STANDIN_FACTOR times the test's largest number or dimension
+# (or STANDIN_FLOOR_NUMBER), and all tensors of one call together at most STANDIN_MAX_ELEMENTS. Whatever the
+# trusted function then does runs under a memory limit of its own (`_standin_memory`: this process's address
+# space may grow by STANDIN_MEMORY while it runs, so an allocation beyond fails as an error of that call) and
+# the test's own deadline.
+STANDIN_FACTOR = 4
+STANDIN_FLOOR_ELEMENTS = 2**20
+STANDIN_FLOOR_NUMBER = 4096
+STANDIN_MAX_ELEMENTS = 2**26
+STANDIN_MEMORY = 2 * 2**30
 
 
 class RemoteError(Exception):
@@ -155,6 +170,98 @@ def _trusted_failure(exc: BaseException, gid: str, code: str, hidden: bool) -> d
             + " (its message is not shown: your kernel has already seen hidden test inputs)"
         )
     return {"status": RunStatus.ERROR, "ename": ename, "evalue": escape(message, 500)}
+
+
+REFUSED = "your code called a grader's stand-in with arguments beyond this test's own sizes: refused"
+
+
+class StandInRefused(AssertionError):
+    """The student's code asked a grader's stand-in for more than this test ever sent it (the student's fault)."""
+
+
+class _Scale:
+    """The sizes a test sent to the kernel so far: its largest tensor (elements) and largest number or dim."""
+
+    def __init__(self):
+        self.elements, self.number = 0, 0
+
+    def note(self, value, depth: int = 0) -> None:
+        if depth > wire.MAX_DEPTH:
+            return
+        if isinstance(value, torch.Tensor):
+            self.elements = max(self.elements, value.numel())
+            self.number = max([self.number, *value.shape])
+        elif type(value) in (int, float) and math.isfinite(value):
+            self.number = max(self.number, abs(value))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self.note(item, depth + 1)
+        elif isinstance(value, dict):
+            for item in value.values():
+                self.note(item, depth + 1)
+
+    def refuse(self, value) -> str | None:
+        """Why `value` (a stand-in's arguments) is beyond this test's sizes, or None."""
+        most_elements = max(STANDIN_FLOOR_ELEMENTS, STANDIN_FACTOR * self.elements)
+        most_number = max(STANDIN_FLOOR_NUMBER, STANDIN_FACTOR * self.number)
+        total = 0
+        stack = [(value, 0)]
+        while stack:
+            item, depth = stack.pop()
+            if isinstance(item, torch.Tensor):
+                total += item.numel()
+                if item.numel() > most_elements or total > STANDIN_MAX_ELEMENTS:
+                    return f"a tensor of {item.numel()} elements (this test's largest has {self.elements})"
+                integral = not (item.dtype.is_floating_point or item.dtype.is_complex or item.dtype == torch.bool)
+                if item.numel() and integral:  # integers in a tensor may be used as sizes too
+                    biggest = item.abs().max().item()
+                    if biggest > most_number:
+                        return f"a tensor holding {biggest} (this test's largest number is {self.number})"
+            elif type(item) in (int, float):
+                if not math.isfinite(item) or abs(item) > most_number:
+                    return f"the number {item!r} (this test's largest number is {self.number})"
+            elif isinstance(item, (list, tuple)):
+                stack += [(v, depth + 1) for v in item]
+            elif isinstance(item, dict):
+                stack += [(v, depth + 1) for v in item.values()]
+        return None
+
+
+@contextlib.contextmanager
+def _standin_memory(extra: int):
+    """While a stand-in runs, this process's address space may grow by `extra` bytes at most (the soft
+    RLIMIT_AS; the hard limit is left as it is): a larger allocation fails (torch's RuntimeError, MemoryError)
+    as an error of that call instead of taking the grading host's memory."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm") as fh:
+            mapped = int(fh.read().split()[0]) * resource.getpagesize()
+        limit = mapped + extra
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        if soft != resource.RLIM_INFINITY:
+            limit = min(limit, soft)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _test_hook_judge_death(args, kwargs) -> None:
+    """For the grader's own tests only: with ATTENTION_COURSE_TEST_JUDGE_DEATH set (never in a real run), a
+    stand-in called with that exact string as an argument kills this process, as the kernel's OOM killer would a
+    judge, so that the pool's recovery can be tested deterministically (tests/test_grading_bounded.py)."""
+    marker = os.environ.get("ATTENTION_COURSE_TEST_JUDGE_DEATH")
+    if marker and any(type(a) is str and a == marker for a in [*args, *kwargs.values()]):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class KernelLost(Exception):
@@ -302,6 +409,8 @@ class Judge:
         self._standins: list = []
         self._hidden: str | None = None  # grade_id while a hidden block runs
         self._calls = 0
+        self._refused: str | None = None  # why a stand-in call was refused in this test (it fails the test)
+        self._scale = _Scale()  # what this test sent to the kernel: stand-ins' arguments are sized against it
         self._seed = torch.manual_seed
         self.abandoned = False  # set by the runner when the kernel finished its turn on its own
         self.meter = None  # the sandbox's memory meter (sandbox.PeakMeter), where the runner hosts the sandbox
@@ -332,6 +441,7 @@ class Judge:
 
     def request(self, message: dict, **values):
         frames = [b""]
+        self._scale.note(list(values.values()))
         for key, value in values.items():
             message[key] = self._encode(value, frames)
         self._send(message, frames)
@@ -362,18 +472,37 @@ class Judge:
         raise KernelLost(why)
 
     def _callback(self, reply, frames) -> None:
+        """The student's code called a stand-in: size its arguments against this test's own (`_Scale`), run the
+        trusted function under its memory limit, and answer. A refused call is answered with an error (so the
+        kernel is not left waiting) and fails the test: the student's fault, never the judge's."""
         fn = self._standins[reply["fn"]]
         args = wire.decode(reply.get("args", []), frames, self._make_remote, self._make_param)
         kwargs = wire.decode(reply.get("kwargs", {}), frames, self._make_remote, self._make_param)
+        args = args if isinstance(args, list) else []
+        kwargs = kwargs if isinstance(kwargs, dict) else {}
+        why = self._scale.refuse((args, kwargs))
+        if why is not None:
+            self._refused = why
+            refused = "the grader's stand-in refused arguments beyond the test's"
+            wire.send(self.sock, {"op": "raise", "message": refused})
+            raise StandInRefused(
+                f"your code called the grader's stand-in for {getattr(fn, '__name__', 'a function')!s:.60} with "
+                f"arguments larger than this test ever uses ({why}): refused"
+            )
+        _test_hook_judge_death(args, kwargs)
         out = [b""]
         try:
-            value = fn(*(args if isinstance(args, list) else []), **(kwargs if isinstance(kwargs, dict) else {}))
+            with _standin_memory(STANDIN_MEMORY):
+                value = fn(*args, **kwargs)
             body = {"op": "return", "value": self._encode(value, out)}
         except Exception as exc:
             body, out = {"op": "raise", "message": f"the grader's stand-in raised {type(exc).__name__}"}, [b""]
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self._lost("timed out (the grader's stand-in ran past the test's time)")
         wire.send(self.sock, body, out[1:])
 
     def call(self, hid: int, args, kwargs):
+        self._scale.note((args, kwargs))
         stack = checks._remote_stack() or []
         frames = [b""]
         ctx = {
@@ -478,6 +607,7 @@ class Judge:
                 except TimeoutError:
                     continue
             self.sock.settimeout(None)
+            self._scale, self._refused = _Scale(), None
             checks._REMOTE.stack = []
             found = self.request({"op": "globals", "names": sorted(self.names)})
             for name in self.names:
@@ -507,6 +637,8 @@ class Judge:
                         out.write(seg_out.getvalue())
                     elif seg_out.getvalue() and WITHHELD_OUTPUT not in out.getvalue():
                         out.write(WITHHELD_OUTPUT)
+            if self._refused:  # even if the test's own code caught it: a refused stand-in call fails the test
+                raise StandInRefused(REFUSED)
         except KernelLost as exc:
             result = {
                 "status": RunStatus.TIMEOUT if "timed out" in str(exc) else RunStatus.ERROR,
@@ -516,7 +648,11 @@ class Judge:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            if segment is None and self.tainted or segment is not None and not segment[2]:
+            if self._refused and not isinstance(exc, StandInRefused):  # what followed a refusal is not the cause
+                exc = StandInRefused(REFUSED)
+            if isinstance(exc, StandInRefused):  # fixed text: the sizes asked for are the student's choice
+                result = {"status": RunStatus.ERROR, "ename": "StandInRefused", "evalue": REFUSED}
+            elif segment is None and self.tainted or segment is not None and not segment[2]:
                 result = _trusted_failure(exc, gid, *(segment[:2] if segment else ("", False)))
             else:  # a visible test before any hidden input reached the kernel: the message may be the student's
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -88,12 +88,21 @@ async def execute(job: dict, link_factory=None) -> dict:
     limits = Limits(**job.get("limits", {}))
     uid = int(job["uid"])
     work = Path(job["work_dir"])
+    ipc = Path(job["ipc_dir"])
     planned = work.with_name("planned")
     reap(uid)
     cgroup = SandboxCgroup.create(str(uid), limits)
-    work.mkdir(parents=True, exist_ok=True)
-    work.rename(planned)
+    for folder in (work, ipc):  # left mounted by an earlier attempt whose worker was killed (it is retried)
+        if os.path.ismount(folder):
+            scratch_unmount(folder)
+    if planned.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        work.rename(planned)
+    shutil.rmtree(ipc, ignore_errors=True)
     sized = scratch_mount(work, limits.disk_bytes)
+    ipc_sized = scratch_mount(ipc, limits.ipc_bytes)  # the kernel can write here too: sized like the rest
     shutil.copytree(planned, work, dirs_exist_ok=True)
     sandbox = Sandbox(
         package_dir=Path(job["package_dir"]),
@@ -211,6 +220,8 @@ async def execute(job: dict, link_factory=None) -> dict:
             shutil.copytree(work, planned, dirs_exist_ok=True, symlinks=True)
         if sized:
             scratch_unmount(work)
+        if ipc_sized:
+            scratch_unmount(ipc)
     for index in range(len(nb.cells)):
         if index in client.truncated:
             cells[index]["truncated"] = True

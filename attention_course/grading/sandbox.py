@@ -14,7 +14,8 @@ with the sandbox, so the kernel can live in its own network namespace with no ne
   that limits memory (RAM-backed /tmp included) and processes of the sandbox as a whole, and whose members are
   all killed when the notebook is done;
 - writable space of a fixed size: /tmp and /var/tmp are sized tmpfs, and the copy of the submission folder
-  lives on a sized tmpfs mounted by the grader (`scratch_mount`);
+  and the IPC folder (the kernel's sockets, the judge's socket) live on sized tmpfs mounted by the grader
+  (`scratch_mount`);
 - per-process limits: address space, processes/threads, CPU seconds, size of files written, open files.
 """
 
@@ -55,6 +56,7 @@ class Limits:
     file_bytes: int = 256 * 2**20  # largest file the kernel may write
     open_files: int = 1024
     disk_bytes: int = 1 * 2**30  # writable space: the submission folder's copy, and /tmp (each)
+    ipc_bytes: int = 16 * 2**20  # the folder of the kernel's sockets and connection file (nothing else belongs there)
 
 
 @dataclass
