@@ -134,15 +134,15 @@ class _Scale:
             if isinstance(item, torch.Tensor):
                 total += item.numel()
                 if item.numel() > most_elements or total > STANDIN_MAX_ELEMENTS:
-                    return f"a tensor of {item.numel()} elements (this test's largest has {self.elements})"
+                    return f"a tensor of {item.numel()} elements (the test's largest: {self.elements})"
                 integral = not (item.dtype.is_floating_point or item.dtype.is_complex or item.dtype == torch.bool)
                 if item.numel() and integral:  # integers in a tensor may be used as sizes too
                     biggest = item.abs().max().item()
                     if biggest > most_number:
-                        return f"a tensor holding {biggest} (this test's largest number is {self.number})"
+                        return f"a tensor holding {biggest} (the test's largest number: {self.number})"
             elif type(item) in (int, float):
                 if not math.isfinite(item) or abs(item) > most_number:
-                    return f"the number {item!r} (this test's largest number is {self.number})"
+                    return f"the number {item!r} (the test's largest: {self.number})"
             elif isinstance(item, (list, tuple)):
                 stack += [(v, depth + 1) for v in item]
             elif isinstance(item, dict):
@@ -403,10 +403,7 @@ class Judge:
             self._refused = why
             refused = "the grader's stand-in refused arguments beyond the test's"
             wire.send(self.sock, {"op": "raise", "message": refused})
-            raise StandInRefused(
-                f"your code called the grader's stand-in for {getattr(fn, '__name__', 'a function')!s:.60} with "
-                f"arguments larger than this test ever uses ({why}): refused"
-            )
+            raise StandInRefused(f"refused: your code asked a grader's stand-in for {why}")
         _test_hook_judge_death(args, kwargs)
         out = [b""]
         try:
@@ -532,7 +529,7 @@ class Judge:
                     else:
                         exec(compiled, self.ns)
             if self._refused:  # even if the test's own code caught it: a refused stand-in call fails the test
-                raise StandInRefused(f"your code called a grader's stand-in with {self._refused}: refused")
+                raise StandInRefused(f"refused: your code asked a grader's stand-in for {self._refused}")
         except KernelLost as exc:
             result = {
                 "status": RunStatus.TIMEOUT if "timed out" in str(exc) else RunStatus.ERROR,
@@ -543,7 +540,7 @@ class Judge:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             if self._refused and not isinstance(exc, StandInRefused):  # what followed a refusal is not the cause
-                exc = StandInRefused(f"your code called a grader's stand-in with {self._refused}: refused")
+                exc = StandInRefused(f"refused: your code asked a grader's stand-in for {self._refused}")
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             result = {"status": RunStatus.ERROR, "ename": type(exc).__name__[:60], "evalue": message[:500]}
         finally:
