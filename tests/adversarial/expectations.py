@@ -159,7 +159,7 @@ LYING_MHA = (
     )
 )
 
-# right: calls F.scaled_dot_product_attention itself on 4-D heads (allowed: it is what the provided function is)
+# right values, but it calls F.scaled_dot_product_attention inside the module (forbidden by the course contract)
 HONEST_MHA_SDPA = """
 import torch.nn.functional as F
 
@@ -250,7 +250,9 @@ def build(course: Path, root: Path) -> dict[str, Case]:
     put("multi-head", "exp-mha-reference", {}, [], "all tests passed")
     put("multi-head", "exp-mha-perturbs-w-o", {"MultiHeadAttention": PERTURBING_MHA}, mha_tests, WEIGHTS_CHANGED)
     put("multi-head", "exp-mha-lying-w-q", {"MultiHeadAttention": LYING_MHA}, mha_tests, mha_tests[0])
-    put("multi-head", "exp-mha-honest-sdpa", {"MultiHeadAttention": HONEST_MHA_SDPA}, [], "all tests passed")
+    # SDPA inside MultiHeadAttention is forbidden (course contract): right values, every graded module test lost
+    sdpa_lost = ["MultiHeadAttention_shapes", *mha_tests]
+    put("multi-head", "exp-mha-sdpa", {"MultiHeadAttention": HONEST_MHA_SDPA}, sdpa_lost, mha_tests[0])
 
     ref = nbt.reference_answers(nbt.read(root / "solutions" / "efficient-attention" / "efficient-attention.ipynb"))
     right = ref["online_softmax_attention"].replace("def online_softmax_attention(", "def _right(", 1)
