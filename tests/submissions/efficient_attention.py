@@ -165,7 +165,12 @@ WRONG = {
     "last_partial_block_dropped": (
         "online_softmax_attention",
         _variant(blocks="0, n_k - block_size + 1, block_size"),
-        ["online_softmax_attention_matches_softmax", "online_softmax_attention_causal"],
+        # the memory test's n_k (8000) is not a multiple of its block size either: its values are checked too
+        [
+            "online_softmax_attention_matches_softmax",
+            "online_softmax_attention_causal",
+            "online_softmax_attention_memory",
+        ],
     ),
     "full_score_matrix": (
         "online_softmax_attention",
