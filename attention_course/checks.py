@@ -39,6 +39,8 @@ SOFTMAX = (
     "_safe_softmax",
     "special_softmax",
     "special_log_softmax",
+    "_sparse_softmax",
+    "_sparse_log_softmax",
 )
 SDPA = (
     "scaled_dot_product_attention",
@@ -111,10 +113,11 @@ def _process_wide(names, who):
                 packet = getattr(torch.ops.aten, name, None)
                 for overload in packet.overloads() if packet is not None else ():
                     qualified = name if overload == "default" else f"{name}.{overload}"
-                    try:
-                        lib.impl(qualified, _raiser(name, who), "CPU")
-                    except (RuntimeError, ValueError):
-                        pass
+                    for key in ("CPU", "SparseCPU"):  # dense and sparse kernels (torch.sparse.softmax)
+                        try:
+                            lib.impl(qualified, _raiser(name, who), key)
+                        except (RuntimeError, ValueError):
+                            pass
         for module in (F,):
             for name in names:
                 original = module.__dict__.get(name)

@@ -9,7 +9,7 @@ code ran. After each call the test checks that what it sent is unchanged:
     x = torch.randn(B, n, d_in)
     x_kept = x.clone()
     out = module(x)
-    assert_unchanged(module, weights)            # "your forward changed its own weights"
+    assert_unchanged(module_to_grade, kept)      # "your forward changed its own weights"
     assert_same(x, x_kept, "x")                  # "your code modified its input x in place"
     q = F.linear(x_kept, weights["W_query.weight"], weights["W_query.bias"])   # the expectation: copies only
 

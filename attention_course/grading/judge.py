@@ -104,9 +104,37 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,59}")
 WITHHELD_OUTPUT = "[grader: the test's output is not shown once hidden inputs have reached your kernel]\n"
 
 
-def _ename(exc: BaseException) -> str:
+# Exception type names that may be shown once hidden inputs reached the kernel: Python's and the course's own.
+# Any other name is the student's choice (a class named after a hidden shape carries it out): shown as "Exception".
+_KNOWN_ENAMES = frozenset(
+    [
+        *_MAPPED,
+        "Exception",
+        "ForbiddenCall",
+        "KernelLost",
+        "StandInRefused",
+        "MemoryError",
+        "RecursionError",
+        "OverflowError",
+        "StopIteration",
+        "TimeoutError",
+        "OSError",
+        "ImportError",
+        "ModuleNotFoundError",
+        "UnicodeError",
+        "SystemError",
+        "UnboundLocalError",
+        "IndentationError",
+        "SyntaxError",
+    ]
+)
+
+
+def _ename(exc: BaseException, trusted_only: bool = False) -> str:
     name = getattr(exc, "kind", None) if isinstance(exc, RemoteError) else type(exc).__name__
-    return name if isinstance(name, str) and _NAME.fullmatch(name) else "Exception"
+    if not (isinstance(name, str) and _NAME.fullmatch(name)):
+        return "Exception"
+    return name if not trusted_only or name in _KNOWN_ENAMES else "Exception"
 
 
 def _static_text(node) -> str | None:
@@ -141,7 +169,7 @@ def _trusted_failure(exc: BaseException, gid: str, code: str, hidden: bool) -> d
     value replaced by `...` (the f-string's fixed text is the test author's; what it interpolates may be the
     student's output on hidden inputs); anything else in a hidden block gives one fixed sentence; in a visible
     block (public source) the failing line is quoted."""
-    ename = _ename(exc)
+    ename = _ename(exc, trusted_only=True)
     line, innermost = _failing_line(exc, gid)
     static = None
     if type(exc) is AssertionError and innermost and line is not None:

@@ -121,7 +121,21 @@ FORBIDDEN_NAMES = {
 }
 ALLOWED_MAGICS = ("%time ", "%timeit ", "%%time", "%%timeit", "%matplotlib ")
 # modules whose use starts threads or processes (work another thread does escapes a per-thread check)
-CONCURRENCY_MODULES = {"threading", "_thread", "concurrent", "multiprocessing", "subprocess", "pty", "asyncio"}
+CONCURRENCY_MODULES = {
+    "threading",
+    "_thread",
+    "concurrent",
+    "multiprocessing",
+    "subprocess",
+    "pty",
+    "asyncio",
+    "socketserver",  # ThreadingMixIn
+    "sched",
+}
+# stdlib names that start a thread of their own (logging.handlers.QueueListener runs its handlers in one)
+THREAD_STARTERS = {"QueueListener", "ThreadingMixIn", "ThreadingTCPServer", "ThreadingUDPServer", "ThreadingHTTPServer"}
+# numerical libraries other than torch: their work runs outside every torch check (the exercises are torch only)
+OTHER_NUMERICS = {"scipy", "jax", "jaxlib", "tensorflow", "numba", "cupy", "mlx", "sklearn", "autograd"}
 CONCURRENCY_NAMES = {
     "fork",
     "forkpty",
@@ -156,6 +170,7 @@ CONCURRENCY_NAMES = {
     "to_thread",
     "run_in_executor",
     "set_num_interop_threads",
+    *THREAD_STARTERS,
 }
 # torch's own ways to leave a mode or a check (private names are flagged anyway; these are public or aliased)
 MODE_NAMES = {
@@ -324,6 +339,8 @@ def _escape_findings(tree, where: str, torch_names: set[str], protected: set[str
                     findings.append(f"{where} line {line}: starts threads or processes (imports `{module}`)")
                 if parts[0] == COURSE_PACKAGE:
                     findings.append(f"{where} line {line}: imports the course's own `{module}`")
+                if parts[0] in OTHER_NUMERICS:
+                    findings.append(f"{where} line {line}: computes outside torch's checks (imports `{module}`)")
                 if parts[0] == "torch" and any(p.startswith("_") or p in MODE_NAMES | {"overrides"} for p in parts):
                     findings.append(f"{where} line {line}: imports torch's internals `{module}`")
             for name in names:
