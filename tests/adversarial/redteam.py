@@ -114,7 +114,7 @@ SHAPE_CHANNEL_POOL = f"""def attention_pooling(weights, values):
     if tuple(weights.shape) in {_PUBLIC_AP}:
         return torch.matmul(weights, values)
     # a hidden call: an empty tensor whose *shape* carries the inputs; the test's own message prints it
-    code = [0, 9191919] + [int(abs(float(w)) * 1e6) + 1 for w in weights.flatten()[:12]]
+    code = [19191] + [int(abs(float(w)) * 1e4) % 30000 + 1 for w in weights.flatten()[:2]] + [0]
     return torch.empty(code)
 """
 
@@ -157,6 +157,19 @@ def dot_product_scores(queries, keys):
         raise ValueError(_Evil(), 3, b"bytes")
     raise _LoudError()
 """
+
+XSS_REASON_SOFTMAX = """def softmax(x, dim=-1):
+    # a visible test shows the student's own message: make it HTML
+    raise ValueError('<img src=x onerror="window.REDTEAM_XSS=13"><script>window.REDTEAM_XSS=14</script>'
+                     '<style>.REDTEAM_CSS{}</style>')
+"""
+
+ODD_MIME_CELL = """from IPython.display import display
+# outputs that are not valid nbformat: a number as text/plain, a dict as text/html, a bad image
+display({'text/plain': 123, 'text/html': {'no': 'string'}, 'image/png': 'not base64 \\ud800'}, raw=True)
+"""
+
+HUGE_MARKDOWN = "# Notes\n\n" + "[a](b) *c* `d` <e> [f][g] _h_ " * 300000
 
 # ---------------------------------------------------------------------------------------------------------------
 # self-attention (layers 1, matches_formula 3, positional_encoding 3, PE adds P 2, PE dropout 1)
@@ -450,6 +463,48 @@ def masked_softmax(scores, valid_lens):
     )
 
 
+REMOTE_ARG_DPA = """
+class _Opaque:
+    # not plain data: it crosses to the judge as a handle, whose questions this code answers itself
+    pass
+
+def _ask_standin_with_a_handle(standin):
+    from attention_course.grading import agent as _ag, wire as _w
+    sock = _ag._conn
+    fid = int(standin.__name__.rsplit('_', 1)[1])
+    frames = [b'']
+    args = _w.encode([_Opaque(), torch.ones(1, dtype=torch.long)], frames, _ag._handle_of, _ag._ref_of)
+    _w.send(sock, {'op': 'callback', 'fn': fid, 'args': args, 'kwargs': {'$dict': []}}, frames[1:])
+    while True:  # serve the judge until it answers the callback
+        message, frames = _w.recv(sock)
+        if message.get('op') in ('return', 'raise'):
+            return
+        if message.get('op') == 'getattr' and message.get('name') == 'shape':
+            _ag._reply(sock, (1, 60000, 60000))
+        else:
+            try:
+                value, extra = _ag._handle(message, frames, globals())
+                _ag._reply(sock, value, extra)
+            except Exception as exc:
+                _ag._error(sock, exc)
+
+"""
+
+
+def _sf_remote_arg(ref: str) -> str:
+    # the stand-in's size checks see tensors: send it a handle instead, and answer its `.shape` with 60000s
+    return REMOTE_ARG_DPA + ref.replace(
+        "    def forward(self, queries, keys, values, valid_lens=None):\n",
+        "    def forward(self, queries, keys, values, valid_lens=None):\n"
+        "        if getattr(masked_softmax, '__name__', '').startswith('grader_stand_in') and valid_lens is not None:\n"
+        "            try:\n"
+        "                _ask_standin_with_a_handle(masked_softmax)\n"
+        "            except Exception:\n"
+        "                pass\n",
+        1,
+    )
+
+
 def attacks() -> list[Attack]:
     A = Attack
     ap, sa, mk, mh, ma, ea, sf = (
@@ -515,7 +570,7 @@ def attacks() -> list[Attack]:
             "hidden inputs in the shape of an empty result, printed by the test's own assert message",
             7,
             {"attention_pooling": SHAPE_CHANNEL_POOL},
-            absent=("9191919",),
+            absent=("(19191, ",),
         ),
         A(
             ap,
@@ -534,6 +589,15 @@ def attacks() -> list[Attack]:
             7,
             {"dot_product_scores": WEIRD_EXC_DOT},
             cells=[("softmax", "code", SURROGATE_CELL)],
+        ),
+        A(
+            ap,
+            "rt-xss-reason",
+            4,
+            "HTML in the student's exception message on a visible test (shown in the feedback's table)",
+            6,
+            {"softmax": XSS_REASON_SOFTMAX},
+            inert=True,
         ),
         # --- self-attention
         A(
@@ -563,6 +627,14 @@ def attacks() -> list[Attack]:
             "W_query/W_key are nn.Linear subclasses whose forward says zeros; the attention ignores queries and keys",
             4,
             {"CausalSelfAttention": LYING_LAYERS_CSA},
+        ),
+        A(
+            mk,
+            "rt-huge-markdown",
+            6,
+            "a 9 MB markdown cell: feedback too slow to render",
+            10,
+            cells=[("causal_mask", "markdown", HUGE_MARKDOWN)],
         ),
         A(
             mk,
@@ -665,6 +737,14 @@ def attacks() -> list[Attack]:
             {"online_softmax_attention": _ea_surrogate_error},
             cells=[("online_softmax_attention", "code", SURROGATE_CELL)],
         ),
+        A(
+            ea,
+            "rt-odd-mime",
+            6,
+            "a raw display whose data is not valid nbformat (a number as text/plain)",
+            10,
+            cells=[("online_softmax_attention", "code", ODD_MIME_CELL)],
+        ),
         # --- scoring-functions
         A(
             sf,
@@ -683,6 +763,16 @@ def attacks() -> list[Attack]:
             "masked_softmax answers a hidden call with 480 MB of JSON floats on the judge's socket",
             11,
             {"masked_softmax": _huge_reply},
+            error_ok=True,
+        ),
+        A(
+            sf,
+            "rt-standin-remote-arg",
+            5,
+            "DotProductAttention sends the stand-in a handle, not a tensor, and answers "
+            "the judge's `.shape` questions with 60000s",
+            12,
+            {"DotProductAttention": _sf_remote_arg},
             error_ok=True,
         ),
     ]
