@@ -171,6 +171,43 @@ display({'text/plain': 123, 'text/html': {'no': 'string'}, 'image/png': 'not bas
 
 HUGE_MARKDOWN = "# Notes\n\n" + "[a](b) *c* `d` <e> [f][g] _h_ " * 300000
 
+SPARSE_SOFTMAX = """def softmax(x, dim=-1):
+    # torch's own softmax, through its sparse twin (aten::_sparse_softmax is not on the list): every entry is
+    # stored explicitly, zeros included, so the result is the dense softmax
+    index = torch.stack(torch.meshgrid(*[torch.arange(s) for s in x.shape], indexing="ij")).reshape(x.dim(), -1)
+    full = torch.sparse_coo_tensor(index, x.reshape(-1), x.shape)
+    return torch.sparse.softmax(full, dim).to_dense()
+"""
+
+SCIPY_SOFTMAX = """import scipy.special
+
+def softmax(x, dim=-1):
+    # a built-in softmax from another library: no torch operator runs for the check to see
+    return torch.from_numpy(scipy.special.softmax(x.numpy(), axis=dim)).to(x.dtype)
+"""
+
+NUMPY_SCRATCH_OSA = """import numpy as np
+
+# 160 MB, allocated and touched before any test: a call that writes its full score matrix here makes the
+# sandbox's memory grow by nothing, and numpy's work is no torch operator for an in-kernel check to see
+_scratch = np.ones(40 * 2**20, dtype=np.float32)
+
+def online_softmax_attention(queries, keys, values, block_size=64, causal=False):
+    q, k, v = queries.numpy(), keys.numpy(), values.numpy()
+    B, n_q, n_k = q.shape[0], q.shape[1], k.shape[1]
+    size = B * n_q * n_k
+    s = (_scratch[:size] if size <= _scratch.size else np.empty(size, np.float32)).reshape(B, n_q, n_k)
+    np.matmul(q, k.transpose(0, 2, 1), out=s)
+    np.multiply(s, np.float32(1.0 / math.sqrt(q.shape[-1])), out=s)
+    if causal:
+        for i in range(min(n_q, n_k - 1)):
+            s[:, i, i + 1:] = -np.inf
+    np.subtract(s, s.max(axis=-1, keepdims=True), out=s)
+    np.exp(s, out=s)
+    np.divide(s, s.sum(axis=-1, keepdims=True), out=s)
+    return torch.from_numpy(np.matmul(s, v)).to(queries.dtype)
+"""
+
 # ---------------------------------------------------------------------------------------------------------------
 # self-attention (layers 1, matches_formula 3, positional_encoding 3, PE adds P 2, PE dropout 1)
 
@@ -599,6 +636,24 @@ def attacks() -> list[Attack]:
             {"softmax": XSS_REASON_SOFTMAX},
             inert=True,
         ),
+        A(
+            ap,
+            "rt-sparse-softmax",
+            2,
+            "softmax through torch.sparse.softmax (aten::_sparse_softmax is not on the list)",
+            6,
+            {"softmax": SPARSE_SOFTMAX},
+            flagged_score=10,
+        ),
+        A(
+            ap,
+            "rt-scipy-softmax",
+            2,
+            "softmax through scipy.special.softmax (no torch operator runs)",
+            6,
+            {"softmax": SCIPY_SOFTMAX},
+            flagged_score=10,
+        ),
         # --- self-attention
         A(
             sa,
@@ -744,6 +799,16 @@ def attacks() -> list[Attack]:
             "a raw display whose data is not valid nbformat (a number as text/plain)",
             10,
             cells=[("online_softmax_attention", "code", ODD_MIME_CELL)],
+        ),
+        A(
+            ea,
+            "rt-numpy-scratch",
+            2,
+            "the full score matrix in numpy, written into a buffer allocated before the "
+            "call (no torch op, no memory growth)",
+            7,
+            {"online_softmax_attention": NUMPY_SCRATCH_OSA},
+            flagged_score=10,
         ),
         # --- scoring-functions
         A(
