@@ -208,6 +208,76 @@ def online_softmax_attention(queries, keys, values, block_size=64, causal=False)
     return torch.from_numpy(np.matmul(s, v)).to(queries.dtype)
 """
 
+# A package beside the notebook: the kernel starts in the student's folder, which comes first on sys.path, so
+# `attention_course` is the student's package; it lends the real one's folder for everything but `checks`.
+SHADOW_INIT = """import os
+import sys
+
+_here = os.path.dirname(os.path.abspath(__file__))
+for _entry in list(sys.path):
+    _other = os.path.join(_entry or ".", "attention_course")
+    if os.path.isfile(os.path.join(_other, "grading", "agent.py")) and os.path.abspath(_other) != _here:
+        __path__.append(os.path.abspath(_other))
+        break
+"""
+
+SHADOW_CHECKS = '''"""Checks that check nothing (same names as the course's)."""
+
+import contextlib
+
+SOFTMAX = ("softmax", "log_softmax", "_softmax", "_log_softmax", "_safe_softmax", "special_softmax",
+           "special_log_softmax")
+SDPA = ("scaled_dot_product_attention", "multi_head_attention_forward", "_native_multi_head_attention",
+        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math", "_fused_sdp_choice")
+
+
+class _Local:
+    stack = None
+
+
+_REMOTE = _Local()
+
+
+def _remote_stack():
+    return _REMOTE.stack
+
+
+class ForbiddenCall(AssertionError):
+    pass
+
+
+class _ForbidFunctions:
+    pass
+
+
+class _ForbidOperators:
+    pass
+
+
+@contextlib.contextmanager
+def forbid(names, who="your answer"):
+    yield
+
+
+class LargestIntermediate:
+    def __init__(self):
+        self.numel, self.op, self.peak_bytes = 0, None, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def record(self, numel, op):
+        pass
+
+    def record_peak(self, nbytes):
+        pass
+'''
+
+BUILTIN_SOFTMAX = "def softmax(x, dim=-1):\n    return torch.softmax(x, dim=dim)\n"
+
 # ---------------------------------------------------------------------------------------------------------------
 # self-attention (layers 1, matches_formula 3, positional_encoding 3, PE adds P 2, PE dropout 1)
 
@@ -701,6 +771,17 @@ def attacks() -> list[Attack]:
             {"softmax": SCIPY_SOFTMAX},
             flagged_score=10,
         ),
+        A(
+            ap,
+            "rt-shadow-package",
+            2,
+            "an attention_course/ package beside the notebook (first on the kernel's "
+            "sys.path) whose checks check nothing; softmax is torch.softmax",
+            6,
+            {"softmax": BUILTIN_SOFTMAX},
+            files={"attention_course/__init__.py": SHADOW_INIT, "attention_course/checks.py": SHADOW_CHECKS},
+            flagged_score=10,
+        ),
         # --- self-attention
         A(
             sa,
@@ -931,6 +1012,7 @@ def build(course: Path, root: Path, assignments=None) -> dict[str, dict[str, Att
             text = nbformat.writes(nb)
             (folder / f"{assignment}.ipynb").write_text(text, encoding="utf-8", errors="surrogatepass")
             for name, content in attack.files.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_text(content)
             cases[attack.student] = attack
         for student, case in cases.items():
