@@ -215,7 +215,7 @@ import sys
 
 _here = os.path.dirname(os.path.abspath(__file__))
 for _entry in list(sys.path):
-    _other = os.path.join(_entry or ".", "attention_course")
+    _other = os.path.join(_entry or ".", __name__)
     if os.path.isfile(os.path.join(_other, "grading", "agent.py")) and os.path.abspath(_other) != _here:
         __path__.append(os.path.abspath(_other))
         break
