@@ -75,7 +75,8 @@ def _pids(mark: str) -> list[int]:
 
 def run_corpus(course: Path, assignments=None) -> dict:
     copy_course(course)
-    cases = build(course, ROOT, assignments)
+    students = os.environ.get("REDTEAM_STUDENTS")
+    cases = build(course, ROOT, assignments, set(students.split(",")) if students else None)
     runs = {a: grade(course, a) for a in cases}
     leftovers = {}
     for case in [c for by in cases.values() for c in by.values()]:
@@ -147,10 +148,11 @@ def test_attack_earns_what_its_honest_parts_earn(corpus, assignment, student):
 
 def test_honest_classmates_keep_full_marks(corpus):
     wrong = []
-    for assignment in corpus["cases"]:
-        ok, got = verdict(corpus, assignment, f"rt-honest-{assignment}")
-        if not ok:
-            wrong.append(f"rt-honest-{assignment}: {got}")
+    for assignment, cases in corpus["cases"].items():
+        for student in [s for s, case in cases.items() if case.klass == 0]:
+            ok, got = verdict(corpus, assignment, student)
+            if not ok:
+                wrong.append(f"{student}: {got}")
     assert not wrong, "\n".join(wrong)
 
 

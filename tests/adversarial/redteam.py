@@ -987,11 +987,16 @@ def _insert_after(nb, grade_id: str, cell_type: str, source: str) -> None:
     nb.cells.insert(index + 1, new)
 
 
-def build(course: Path, root: Path, assignments=None) -> dict[str, dict[str, Attack]]:
-    """Write every attack (and one honest classmate per assignment) under course/submitted; return
-    assignment -> student -> Attack (the honest classmate as an Attack with the full score)."""
+def build(course: Path, root: Path, assignments=None, students=None) -> dict[str, dict[str, Attack]]:
+    """Write every attack (and one honest classmate per assignment, a second one graded after the attackers
+    where an attack aims at the trusted side's resources) under course/submitted; return assignment -> student ->
+    Attack (the honest classmates as Attacks with the full score)."""
     out: dict[str, dict[str, Attack]] = {}
-    chosen = [a for a in attacks() if assignments is None or a.assignment in assignments]
+    chosen = [
+        a
+        for a in attacks()
+        if (assignments is None or a.assignment in assignments) and (students is None or a.student in students)
+    ]
     for assignment in sorted({a.assignment for a in chosen}):
         release = nbt.read(root / "exercises" / assignment / f"{assignment}.ipynb")
         ref = nbt.reference_answers(nbt.read(root / "solutions" / assignment / f"{assignment}.ipynb"))
@@ -1000,6 +1005,9 @@ def build(course: Path, root: Path, assignments=None) -> dict[str, dict[str, Att
                 assignment, f"rt-honest-{assignment}", 0, "the reference answers", MAX[assignment]
             )
         }
+        if any(a.klass == 5 and a.assignment == assignment for a in chosen):
+            last = f"rt-zz-honest-{assignment}"  # sorted after the attackers: graded after them
+            cases[last] = Attack(assignment, last, 0, "the reference answers", MAX[assignment])
         for attack in [a for a in chosen if a.assignment == assignment]:
             answers = {cell: (src(ref[cell]) if callable(src) else src) for cell, src in attack.answers.items()}
             for cell, src in attack.answers.items():
