@@ -3,9 +3,14 @@ submission (correct and wrong) of every assignment passes it, and the known tamp
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from conftest import ASSIGNMENTS, ROOT
 from submissions import for_assignment
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 from attention_course import notebooks as nbt
 from attention_course.grading.static_scan import tamper_findings
@@ -51,3 +56,93 @@ def test_honest_answers_are_not_flagged(assignment):
 )
 def test_tampering_is_flagged(code):
     assert tamper_findings(code, "cell")
+
+
+# every way around the in-kernel checks (forbidden built-ins, memory), each on its own (issue 18, class 2)
+ESCAPES = {
+    "threading": "import threading\nt = threading.Thread(target=lambda: torch.softmax(x, -1))",
+    "thread-from": "from threading import Thread\nThread(target=print).start()",
+    "_thread": "import _thread\n_thread.start_new_thread(print, ())",
+    "futures": "from concurrent.futures import ThreadPoolExecutor\npool = ThreadPoolExecutor(2)",
+    "futures-module": "import concurrent.futures as cf\ncf.ThreadPoolExecutor(1).submit(print)",
+    "multiprocessing": "import multiprocessing\nmultiprocessing.Pool(2)",
+    "torch-multiprocessing": "import torch.multiprocessing as mp\nmp.spawn(print)",
+    "subprocess": "import subprocess\nsubprocess.run(['python', '-c', 'print(1)'])",
+    "fork": "import os\npid = os.fork()",
+    "os-system": "import os\nos.system('python -c 1')",
+    "asyncio": "import asyncio\nasyncio.to_thread(print)",
+    "jit-fork": "fut = torch.jit.fork(torch.softmax, x, -1)",
+    "pop-dispatch-mode": "from torch.utils._python_dispatch import _pop_mode\n_pop_mode()",
+    "pop-dispatch-mode-module": "import torch.utils._python_dispatch as pd\npd._pop_mode()",
+    "disable-modes": "from torch.utils import _python_dispatch as d\nwith d._disable_current_modes():\n    pass",
+    "pop-function-mode": "torch._C._pop_torch_function_stack()",
+    "set-function-mode": "t = torch\nt._C._set_torch_function_mode(None)",
+    "disable-torch-function": "with torch._C.DisableTorchFunction():\n    pass",
+    "disable-torch-function-alias": "from torch._C import DisableTorchFunction as D\nwith D():\n    pass",
+    "disabled-impl": "__torch_function__ = torch._C._disabled_torch_function_impl",
+    "overrides": "from torch.overrides import TorchFunctionMode",
+    "overrides-attr": "stack = torch.overrides._get_current_function_mode_stack()",
+    "decompositions": "from torch._decomp import decomposition_table",
+    "refs": "y = torch._refs.softmax(x, -1)",
+    "checks-import": "import attention_course.checks as c\nc.forbid = None",
+    "checks-from": "from attention_course import checks\nchecks.forbid = lambda *a, **k: None",
+    "checks-from-name": "from attention_course.checks import forbid",
+    "agent": "from attention_course.grading import agent\nagent._forbid = print",
+    "agent-by-string": "m = sys.modules['attention_course.grading.agent']",
+    "course-by-getattr": "getattr(x, 'attention_course')",
+    "module-rebind": "import torch.nn.functional as G\nG.softmax = print",
+    "from-import-rebind": "from torch.nn import functional\nfunctional.scaled_dot_product_attention = print",
+    "from-module-object-rebind": "from torch import nn\nsetattr(nn.functional, 'softmax', print)",
+    "setattr-computed": "name = 'soft' + 'max'\nsetattr(torch, name, print)",
+    "getattr-computed": "name = 'soft' + 'max'\nf = getattr(torch.nn.functional, name)",
+    "getattr-private": "f = getattr(torch, '_C')",
+    "exec": "exec('y = 1')",
+    "eval": "y = eval('1 + 1')",
+    "compile": "code = compile('y = 1', 'x', 'exec')",
+    "__import__": "t = __import__('torch')",
+    "importlib": "import importlib\nt = importlib.import_module('torch')",
+    "globals-write": "globals()['softmax'] = print",
+    "vars-write": "vars(torch)['softmax'] = print",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_ways_around_the_in_kernel_checks_are_flagged(name):
+    assert tamper_findings(ESCAPES[name], "cell"), ESCAPES[name]
+
+
+def test_honest_students_of_the_corpus_are_not_newly_flagged(tmp_path):
+    """The honest notebooks of tests/adversarial (attacks.honest) get the same flags as before the escape rules:
+    none, except the three words or reads each of them was already flagged for (listed here)."""
+    import shutil
+
+    from adversarial import ASSIGNMENT, build
+
+    from attention_course.grading import assemble as asm
+
+    (tmp_path / "solutions").mkdir()
+    shutil.copytree(ROOT / "solutions" / ASSIGNMENT, tmp_path / "solutions" / ASSIGNMENT)
+    cases = build(tmp_path, ROOT, 9)
+    source = nbt.read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    already = {  # flagged before issue 18 for what they read or name (score unaffected)
+        "honest-class-reads": {"`.__class__`"},
+        "honest-globals-metaprogramming": {"`globals`"},
+        "honest-mentions-assert-close": {"string naming internals"},
+        "honest-named-modules": {"`modules`", "`.modules`"},
+        "honest-setattr-vars": {"`vars`"},
+        "honest-strings-and-inspect": {"`inspect`", "string naming internals"},
+    }
+    honest = sorted(s for s in cases if s.startswith("honest-"))
+    assert len(honest) == 12
+    for student in honest:
+        folder = tmp_path / "submitted" / student / ASSIGNMENT
+        nb = asm.assemble(source, nbt.read(folder / f"{ASSIGNMENT}.ipynb")).nb
+        findings = [
+            f
+            for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and cell.metadata.get("grading", {}).get("origin") in ("answer", "student")
+            for f in tamper_findings(cell.source, f"cell {i}")
+        ]
+        findings += [f for p in folder.glob("*.py") for f in tamper_findings(p.read_text(), p.name)]
+        new = [f for f in findings if not any(word in f for word in already.get(student, ()))]
+        assert not new, (student, new)

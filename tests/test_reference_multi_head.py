@@ -70,7 +70,6 @@ def test_module_equals_d2l_and_torch(B, n_q, n_k, num_hiddens, h, bias, kind):
     theirs(q, k, v, lens)  # materialise the lazy layers, then copy ours in
     copy_weights_by_attribute(ours, theirs)
     torch.testing.assert_close(got, theirs(q, k, v, lens))
-    torch.testing.assert_close(ours.attention_weights, theirs.attention.attention_weights)
 
     pytorch = torch_mha_from(ours, num_hiddens, h, bias)
     positions = torch.arange(n_k)
@@ -102,17 +101,34 @@ def test_d2l_shape_check():
     attention = ref.MultiHeadAttention(100, 5, 0.5).eval()
     X, Y = torch.ones(2, 4, 100), torch.ones(2, 6, 100)
     assert attention(X, Y, Y, torch.tensor([3, 2])).shape == (2, 4, 100)
-    assert attention.attention_weights.shape == (10, 4, 6)
 
 
 def test_provided_attention_equals_d2l_dot_product_attention():
-    """The locked helper of the assignment is d2l's DotProductAttention (up to -inf vs -1e6 masking)."""
+    """The locked helper of the assignment is PyTorch's SDPA with the valid_lens mask: it computes what d2l's
+    DotProductAttention computes (up to -inf vs -1e6 masking), without handing out the scoring-functions answer,
+    and gives no weights back."""
     theirs = d2l.DotProductAttention(0.0).eval()
     for lens in (None, torch.tensor([2, 5, 1]), torch.randint(1, 6, (3, 4))):
         q, k, v = torch.randn(3, 4, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 6)
         out, weights = ref.dot_product_attention(q, k, v, lens)
         torch.testing.assert_close(out, theirs(q, k, v, lens))
-        torch.testing.assert_close(weights, theirs.attention_weights)
+        assert weights is None
+
+
+def test_provided_attention_uses_no_answer_of_scoring_functions():
+    """The provided cell is PyTorch's attention, not a masked softmax written out (issue 19)."""
+    source = nbt.read(ROOT / "solutions" / "multi-head" / "multi-head.ipynb")
+    provided = next(c.source for c in source.cells if c.get("id") == "provided")
+    assert "F.scaled_dot_product_attention(" in provided
+    assert "softmax" not in provided.replace("softmax(Q K^T", "")
+
+
+def test_provided_attention_dropout_follows_the_module_mode():
+    q, k, v = torch.randn(2, 4, 8), torch.randn(2, 6, 8), torch.ones(2, 6, 3)
+    drop = nn.Dropout(0.5).eval()
+    torch.testing.assert_close(ref.dot_product_attention(q, k, v, None, drop)[0], torch.ones(2, 4, 3))
+    drop.train()
+    assert not torch.allclose(ref.dot_product_attention(q, k, v, None, drop)[0], torch.ones(2, 4, 3))
 
 
 def test_simulated_correct_answers_equal_the_reference():

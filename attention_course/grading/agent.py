@@ -9,19 +9,92 @@ containers of them go back (`wire.py`).
 Nothing here is trusted: the student's code shares this process and may replace any of it. The judge believes
 none of what it is told beyond its plain values, which it checks itself. Two checks must watch the student's
 call from inside and therefore run here (documented in the grading README's threat model): forbidden built-ins
-(`checks.forbid`) and the largest intermediate tensor (`checks.LargestIntermediate`).
+(`checks.forbid`) and the largest intermediate tensor (`checks.LargestIntermediate`; the memory bound itself is
+measured from outside, from the sandbox's cgroup). The kernel imports this module at start-up, before any cell
+of the student (`Sandbox.kernel_argv`), so the references below are taken before the student's code runs: a
+student who later rebinds `checks.forbid` changes nothing here, and one who changes the check machinery
+itself (the classes, torch's mode and library entry points) is caught by `_intact` before and after each checked
+call, which then fails. What the student's code could still do in its own process is flagged by the static scan.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import socket
 import sys
+import warnings
 
 import torch
 
 from attention_course import checks
 from attention_course.grading import wire
+
+_forbid = checks.forbid
+_Largest = checks.LargestIntermediate
+_ForbiddenCall = checks.ForbiddenCall
+
+
+def _watched() -> list[tuple[object, str]]:
+    """The attributes the in-kernel checks depend on: the course's check module and torch's mode, dispatch and
+    library entry points."""
+    from torch import overrides
+    from torch.utils import _python_dispatch
+
+    owners = {
+        checks: [
+            "forbid",
+            "_forbidden",
+            "_process_wide",
+            "_on_top",
+            "_raiser",
+            "_remote_stack",
+            "_name",
+            "_ForbidFunctions",
+            "_ForbidOperators",
+            "LargestIntermediate",
+            "ForbiddenCall",
+            "_REMOTE",
+        ],
+        checks._ForbidFunctions: ["__torch_function__", "__init__"],
+        checks._ForbidOperators: ["__torch_dispatch__", "__init__"],
+        checks.LargestIntermediate: ["__torch_dispatch__", "__enter__", "__exit__", "record", "__init__"],
+        overrides.TorchFunctionMode: ["__enter__", "__exit__", "push"],
+        _python_dispatch.TorchDispatchMode: ["__enter__", "__exit__", "push"],
+        overrides: ["_get_current_function_mode_stack", "TorchFunctionMode", "_pop_mode_temporarily"],
+        _python_dispatch: ["_get_current_dispatch_mode_stack", "_pop_mode", "_push_mode", "TorchDispatchMode"],
+        torch.library.Library: ["__init__", "impl", "_destroy"],
+        torch.library: ["Library"],
+        torch._C: [
+            "_push_on_torch_function_stack",
+            "_pop_torch_function_stack",
+            "_get_function_stack_at",
+            "_len_torch_function_stack",
+            "_set_torch_function_mode",
+            "_DisableTorchDispatch",
+            "DisableTorchFunction",
+            "DisableTorchFunctionSubclass",
+        ],
+        torch: ["library", "ops", "overrides"],
+        warnings: ["catch_warnings", "simplefilter"],
+        sys.modules[__name__]: ["_forbid", "_Largest", "_ForbiddenCall", "_intact", "_snapshot", "_call", "_handle"],
+    }
+    return [(owner, name) for owner, names in owners.items() for name in names if hasattr(owner, name)]
+
+
+def _snapshot() -> list[tuple[object, object]]:
+    values = [inspect.getattr_static(owner, name, None) for owner, name in _WATCHED]
+    return [(value, getattr(value, "__code__", None)) for value in values]
+
+
+def _intact() -> list[str]:
+    """The watched attributes that are no longer what they were when this module was imported (empty: intact)."""
+    return [
+        f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
+        for (owner, name), (value, code), (was, was_code) in zip(_WATCHED, _snapshot(), _SNAPSHOT)
+        if value is not was or code is not was_code
+    ]
+
 
 _objects: dict[int, object] = {}
 _ids: dict[int, int] = {}
@@ -108,13 +181,18 @@ def _call(message, frames):
     if isinstance(rng, dict):
         torch.set_rng_state(wire.decode(rng, frames))
     largest = None
+    checked = bool(ctx.get("forbid")) or bool(ctx.get("largest"))
+    if checked and (changed := _intact()):
+        raise _ForbiddenCall(f"the grader's checks were changed in your kernel ({', '.join(changed[:3])})")
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.set_grad_enabled(bool(ctx.get("grad", True))))
         for names, who in ctx.get("forbid", []):
-            stack.enter_context(checks.forbid(tuple(names), str(who)))
+            stack.enter_context(_forbid(tuple(str(n) for n in names), str(who)))
         if ctx.get("largest"):
-            largest = stack.enter_context(checks.LargestIntermediate())
+            largest = stack.enter_context(_Largest())
         out = target(*args, **kwargs)
+        if checked and (changed := _intact()):  # changed during the call (and perhaps put back before the end)
+            raise _ForbiddenCall(f"your code changed the grader's checks ({', '.join(changed[:3])})")
     extra = {"largest": [int(largest.numel), str(largest.op)]} if largest is not None else {}
     extra["inputs"] = (args, kwargs)  # as they are after the call: the judge sees in-place changes
     return out, extra
@@ -176,3 +254,8 @@ def serve(path: str) -> None:
     finally:
         _conn = None
         sock.close()
+
+
+# taken last, when this module is complete (it is imported when the kernel starts, before any cell of the student)
+_WATCHED = _watched()
+_SNAPSHOT = _snapshot()  # the objects themselves (kept alive here), compared by identity

@@ -36,7 +36,7 @@ from attention_course.grading.records import CellGrade, CellStatus, RunStatus, o
 from attention_course.grading.records import NotebookStatus as Status
 from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 
-GRADER_VERSION = "2"  # 2: test cells judged outside the kernel
+GRADER_VERSION = "3"  # 2: test cells judged outside the kernel; 3: trusted text only, inert feedback
 MAX_COPY_BYTES = 50 * 2**20  # other files of a submission folder copied into the sandbox
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 COMPILED = (".so", ".pyd", ".pyc", ".pyo", ".dylib", ".dll")
@@ -357,7 +357,7 @@ def finish(state: dict, result: dict | None, error: str | None) -> dict:
 
 
 PLAN_SECONDS = 120  # reading, parsing and scanning one student's notebook
-RENDER_SECONDS = 300  # saving a result and rendering its feedback
+RENDER_SECONDS = 300  # saving a result (its feedback page has its own, shorter limit)
 PLAN_MEMORY = 4 * 2**30  # beyond what the grader itself has mapped
 
 
@@ -452,17 +452,111 @@ def _init_worker() -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
+FEEDBACK_SECONDS = int(os.environ.get("GRADING_FEEDBACK_SECONDS", 120))  # one feedback page (tests lower it)
+FEEDBACK_MEMORY = 4 * 2**30  # beyond what the worker has mapped
+
+
+def writable(value):
+    """`value` (a notebook or state, JSON-like) with every string encodable as UTF-8: a lone surrogate printed by
+    the student (`print('\\ud800')`) becomes '?' instead of failing the save."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        for key in list(value):
+            value[key] = writable(value[key])
+        return value
+    if isinstance(value, list):
+        value[:] = [writable(v) for v in value]
+    return value
+
+
+def isolated(fn, seconds: int, memory: int = FEEDBACK_MEMORY) -> str | None:
+    """`fn()` in a forked child with a time and memory limit (rendering a hostile page may explode or hang):
+    None when it finished, else why not."""
+    import resource
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        why = ""
+        try:
+            os.close(read_fd)
+            mapped = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            resource.setrlimit(resource.RLIMIT_AS, (mapped + memory, mapped + memory))
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(seconds)
+            fn()
+            code = 0
+        except BaseException as exc:
+            why = f"{type(exc).__name__}: {exc}"[:200]
+        try:
+            os.write(write_fd, why.encode("utf-8", "replace"))
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = time.monotonic() + seconds + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:  # the alarm did not end it (blocked signal): killed
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            break
+        time.sleep(0.05)
+    with os.fdopen(read_fd, "rb") as fh:
+        why = fh.read(400).decode("utf-8", "replace")
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"it took longer than {seconds} s" if sig in (signal.SIGALRM, signal.SIGKILL) else f"signal {sig}"
+    return escape(why or "it failed", 200)
+
+
 def save(course: Course, state: dict, state_path: Path, executed: Path | None, feedback: bool) -> None:
-    """The state file (atomically: it marks the notebook done), the executed notebook, the feedback page."""
+    """The state file (atomically: it marks the notebook done), the executed notebook, the feedback page.
+
+    A feedback page that cannot be rendered within its limits (time, memory: a huge or odd notebook) is
+    replaced by the score table and the reason, with a note: the score stays the judge's, and the student is
+    graded. Any other failure raises: the caller makes it this student's grader error (retried next run)."""
     from attention_course.grading import feedback as fb
 
     target = state_path.with_name(f"{state['notebook']}.ipynb")
     state_path.parent.mkdir(parents=True, exist_ok=True)
     if executed and executed.exists():
         shutil.copyfile(executed, target)
+    writable(state)
     if feedback:
-        fb.write_feedback(course, state, target if executed and target.exists() else None)
+        shown = target if executed and target.exists() else None
+        if shown is None:  # the score table alone (no notebook of the student's): small, rendered here
+            why = None
+            fb.write_feedback(course, state, None)
+        else:
+            why = isolated(lambda: fb.write_feedback(course, state, shown), FEEDBACK_SECONDS)
+        if why is not None:
+            state.setdefault("notes", []).append(f"feedback reduced to the score table: rendering failed ({why})")
+            fb.write_reduced(course, state)
     atomic_write(state_path, json.dumps(state, indent=1))
+
+
+def save_failed(state: dict, why: str) -> dict:
+    """The student's grader error when saving their result failed (nothing is saved: the next run retries)."""
+    if "points" in state:
+        return finish(state, None, why)
+    state.update(
+        status=Status.GRADER_ERROR,
+        reason=f"grader error (will be retried): {escape(why, 300)}",
+        cells={gid: CellGrade.zero(c["max_score"], "grader error").to_json() for gid, c in state["cells"].items()},
+    )
+    summarise(state)
+    return state
 
 
 def _warm() -> int:
@@ -485,6 +579,7 @@ def _run(run: dict, state: dict, state_path: str, root: str, feedback: bool) -> 
     from attention_course.grading import runner
 
     run = {**run, "uid": _UID[0]}
+    Path(run["result"]).with_name("started").touch()  # if this worker dies now, this job is a suspect (_Recovery)
     result, error = None, None
     try:
         result = asyncio.run(asyncio.wait_for(runner.execute(run), run["notebook_timeout"] + 180))
@@ -499,7 +594,6 @@ def _conclude(
     """Score and save one executed notebook (in a local worker, or in this process for a cluster's result)."""
     if result is not None:
         nb = result.pop("notebook")
-        nbformat.write(nb, run["executed"])
         if str(result.get("died") or "").startswith("kernel could not run"):
             result, error = None, result["died"]
     state = finish(state, result, error)
@@ -507,15 +601,16 @@ def _conclude(
         import signal
 
         def too_slow(signum, frame):
-            raise TimeoutError(f"rendering the feedback took longer than {RENDER_SECONDS} s")
+            raise TimeoutError(f"saving the result took longer than {RENDER_SECONDS} s")
 
         course = _COURSES.setdefault(root, Course.load(root))
         previous = signal.signal(signal.SIGALRM, too_slow)
-        signal.alarm(RENDER_SECONDS)  # scoring and rendering one student's notebook is bounded too
+        signal.alarm(RENDER_SECONDS)  # saving one student's result is bounded too (its page: FEEDBACK_SECONDS)
         try:
+            nbformat.write(writable(nb), run["executed"])
             save(course, state, Path(state_path), Path(run["executed"]), feedback)
             state["saved"] = True
-        except Exception as exc:
+        except Exception as exc:  # this student's grader error, retried next run; the class goes on
             state = finish(state, None, f"saving the result failed: {type(exc).__name__}: {exc}"[:300])
         finally:
             signal.alarm(0)
@@ -555,6 +650,54 @@ class LocalPool:
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
+
+    def broken(self, exc: BaseException) -> bool:
+        """Whether `exc` says a worker process died (a judge killed, e.g. out of memory): the pool is broken."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        return isinstance(exc, BrokenProcessPool)
+
+    def restart(self) -> None:
+        """A fresh pool in place of a broken one (its dead worker's uid lease is released with the process)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        ctx = multiprocessing.get_context("forkserver")
+        self.pool = cf.ProcessPoolExecutor(max_workers=self.jobs_n, mp_context=ctx, initializer=_init_worker)
+
+
+JUDGE_DIED = "the grader's worker died while grading this notebook, twice (its judge was killed: out of memory?)"
+
+
+class _Recovery:
+    """What `_grade` does when a worker dies (a judge killed by the OOM killer, say): the pool breaks and every job
+    in it fails at once. None of those results is saved; the pool is recreated and each job retried once: those
+    that had started (suspects) one at a time, so a job that kills its worker again is that student's grader
+    error alone (not saved, so the next run retries it), and the rest together. A notebook saved in this run as
+    'kernel died' is not believed either (the host may have killed that kernel, not its student): it is regraded
+    too. `deaths` and `culprits` go into the run's summary."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.deaths = 0
+        self.culprits: list[str] = []
+        self.regraded = 0
+
+    def can(self, exc: BaseException) -> bool:
+        return bool(getattr(self.pool, "broken", None)) and self.pool.broken(exc)
+
+    @staticmethod
+    def started(job: Job) -> bool:
+        return Path(job.run["result"]).with_name("started").exists()
+
+    def line(self) -> str:
+        if not self.deaths:
+            return ""
+        text = (
+            f"grader: a grading worker died {self.deaths} time(s) (a judge was killed); the pool was recreated and "
+            f"{self.regraded} notebook(s) regraded"
+        )
+        if self.culprits:
+            text += "; grader error (retried next run): " + ", ".join(self.culprits[:10])
+        return text
 
 
 def grade(course: Course, opts: Options, out=sys.stdout) -> int:
@@ -605,6 +748,12 @@ def grade(course: Course, opts: Options, out=sys.stdout) -> int:
         if os.environ.get("GRADING_KEEP_SCRATCH"):  # for debugging the grader: kernels' logs and notebooks
             print(f"scratch kept in {scratch}", file=out)
         else:
+            from attention_course.grading.sandbox import scratch_unmount
+
+            for dirpath, dirnames, _files in os.walk(scratch):  # left mounted by a worker that was killed
+                for name in dirnames:
+                    if os.path.ismount(os.path.join(dirpath, name)):
+                        scratch_unmount(Path(dirpath, name))
             shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -621,12 +770,18 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
     plans: list[Job] = []
     done_states: dict[tuple[str, str], dict] = {}
     failures = 0
+    recovered = ""  # what happened when a grading worker died (one line of the summary)
     times = submission_times(course, assignment)
 
     def complete(job: Job, gb) -> None:
+        nonlocal failures
         state = job.state
         if state.get("status") != Status.GRADER_ERROR and not state.get("reused") and not state.pop("saved", False):
-            save(course, state, job.state_path, None, opts.feedback)
+            try:
+                save(course, state, job.state_path, None, opts.feedback)
+            except Exception as exc:  # this student's grader error (nothing saved: retried next run)
+                state = job.state = save_failed(state, f"saving the result failed: {type(exc).__name__}: {exc}")
+                failures += 1
         done_states[job.student, job.notebook] = state
         write_student(gb, job.student)
 
@@ -660,23 +815,70 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(todo), unit="nb", desc=assignment, file=sys.stderr, dynamic_ncols=True)
-            futures = {pool.submit(job, course, opts): job for job in todo}
-            for future in pool.as_completed(futures):
-                job = futures[future]
-                try:
-                    job.state = pool.state(future, job)
-                except Exception as exc:
-                    job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
-                failures += job.state["status"] == Status.GRADER_ERROR
-                complete(job, gb)
-                if bar:
-                    bar.update(1)
+            recovery = _Recovery(pool)
+            died_kernels: list[Job] = []
+            pending = {id(job): json.loads(json.dumps(job.state)) for job in todo}  # as planned, for a retry
+
+            def run_all(batch: list[Job]) -> list[Job]:
+                """Run `batch` in the pool; the jobs that failed because the pool broke (none saved)."""
+                futures = {pool.submit(job, course, opts): job for job in batch}
+                lost = []
+                for future in pool.as_completed(futures):
+                    job = futures[future]
+                    try:
+                        job.state = pool.state(future, job)
+                    except Exception as exc:
+                        if recovery.can(exc):
+                            lost.append(job)
+                            continue
+                        job.state = finish(job.state, None, f"worker failed: {type(exc).__name__}: {exc}")
+                    if job.state.get("died") == "kernel died":
+                        died_kernels.append(job)
+                    complete(job, gb)
+                    if bar:
+                        bar.update(1)
+                return lost
+
+            lost = run_all(todo)
+            while lost:
+                recovery.deaths += 1
+                pool.restart()
+                again = [j for j in died_kernels if j not in lost]  # 'kernel died' while the grader failed
+                died_kernels.clear()
+                for job in again:
+                    job.state_path.unlink(missing_ok=True)
+                    job.state = json.loads(json.dumps(pending[id(job)]))
+                suspects = [j for j in lost if recovery.started(j)]
+                if not suspects:  # the pool broke with no notebook running: the grader itself fails
+                    for job in lost:
+                        job.state = finish(job.state, None, "the grading worker pool failed")
+                        complete(job, gb)
+                    break
+                recovery.regraded += len(lost) + len(again)
+                others = [j for j in lost if j not in suspects] + again
+                for job in suspects:  # each alone: only a job that kills its worker again is a grader error
+                    Path(job.run["result"]).with_name("started").unlink(missing_ok=True)
+                    if run_all([job]):
+                        recovery.deaths += 1
+                        recovery.culprits.append(f"{job.student}/{job.notebook}")
+                        job.state = finish(job.state, None, JUDGE_DIED)
+                        complete(job, gb)
+                        if bar:
+                            bar.update(1)
+                        pool.restart()
+                for job in others:
+                    Path(job.run["result"]).with_name("started").unlink(missing_ok=True)
+                lost = run_all(others)
             if bar:
                 bar.close()
+            failures = sum(job.state["status"] == Status.GRADER_ERROR for job in todo)
+            recovered = recovery.line()
     from attention_course.grading.export import export
 
     export(course, db_url, course.root / "grades.csv", students)
     print_summary(course, assignment, students, sources, done_states, time.monotonic() - started, len(todo), out)
+    if recovered:
+        print(recovered, file=out)
     for name, why in refused:
         print(f"  REFUSED {escape(name, 60)}: {why}", file=out)
     return 1 if failures else 0

@@ -76,6 +76,10 @@ class LocalLink:
     def abandon(self) -> None:
         self.judge.abandon()
 
+    def measure_with(self, meter) -> None:
+        """The sandbox's memory meter: the judge reads the memory bound from the sandbox's cgroup."""
+        self.judge.meter = meter
+
 
 async def execute(job: dict, link_factory=None) -> dict:
     """Run the notebook `job["notebook"]`. `link_factory(job, listener)` gives the judge link (default: the
@@ -84,12 +88,21 @@ async def execute(job: dict, link_factory=None) -> dict:
     limits = Limits(**job.get("limits", {}))
     uid = int(job["uid"])
     work = Path(job["work_dir"])
+    ipc = Path(job["ipc_dir"])
     planned = work.with_name("planned")
     reap(uid)
     cgroup = SandboxCgroup.create(str(uid), limits)
-    work.mkdir(parents=True, exist_ok=True)
-    work.rename(planned)
+    for folder in (work, ipc):  # left mounted by an earlier attempt whose worker was killed (it is retried)
+        if os.path.ismount(folder):
+            scratch_unmount(folder)
+    if planned.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        work.rename(planned)
+    shutil.rmtree(ipc, ignore_errors=True)
     sized = scratch_mount(work, limits.disk_bytes)
+    ipc_sized = scratch_mount(ipc, limits.ipc_bytes)  # the kernel can write here too: sized like the rest
     shutil.copytree(planned, work, dirs_exist_ok=True)
     sandbox = Sandbox(
         package_dir=Path(job["package_dir"]),
@@ -138,6 +151,8 @@ async def execute(job: dict, link_factory=None) -> dict:
     os.chmod(sock_path, 0o666)
     listener.listen(1)
     judge = (link_factory or LocalLink)(job, listener)
+    if cgroup is not None and hasattr(judge, "measure_with"):  # a judge elsewhere keeps the in-kernel check only
+        judge.measure_with(cgroup.memory_meter())
     serve_source = f"__import__('attention_course.grading.agent', fromlist=['serve']).serve({sock_path!r})"
     tested = False
     try:
@@ -205,6 +220,8 @@ async def execute(job: dict, link_factory=None) -> dict:
             shutil.copytree(work, planned, dirs_exist_ok=True, symlinks=True)
         if sized:
             scratch_unmount(work)
+        if ipc_sized:
+            scratch_unmount(ipc)
     for index in range(len(nb.cells)):
         if index in client.truncated:
             cells[index]["truncated"] = True

@@ -14,7 +14,8 @@ with the sandbox, so the kernel can live in its own network namespace with no ne
   that limits memory (RAM-backed /tmp included) and processes of the sandbox as a whole, and whose members are
   all killed when the notebook is done;
 - writable space of a fixed size: /tmp and /var/tmp are sized tmpfs, and the copy of the submission folder
-  lives on a sized tmpfs mounted by the grader (`scratch_mount`);
+  and the IPC folder (the kernel's sockets, the judge's socket) live on sized tmpfs mounted by the grader
+  (`scratch_mount`);
 - per-process limits: address space, processes/threads, CPU seconds, size of files written, open files.
 """
 
@@ -55,6 +56,7 @@ class Limits:
     file_bytes: int = 256 * 2**20  # largest file the kernel may write
     open_files: int = 1024
     disk_bytes: int = 1 * 2**30  # writable space: the submission folder's copy, and /tmp (each)
+    ipc_bytes: int = 16 * 2**20  # the folder of the kernel's sockets and connection file (nothing else belongs there)
 
 
 @dataclass
@@ -200,7 +202,17 @@ class Sandbox:
 
     def kernel_argv(self) -> list[str]:
         return self.command(
-            [self.python(), "-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False"]
+            [
+                self.python(),
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}",
+                "--HistoryManager.enabled=False",
+                # the grader's agent is imported before any cell runs: its references to the checks are taken
+                # before the student's code can rebind them (agent.py)
+                "--IPKernelApp.exec_lines=__import__('attention_course.grading.agent')",
+            ]
         )
 
 
@@ -300,6 +312,16 @@ class SandboxCgroup:
                         return True
         return False
 
+    def memory_meter(self) -> PeakMeter | None:
+        """A meter of the sandbox's peak memory around one call (every thread and process of the sandbox is
+        charged), or None where the host gives no peak that can be reset (then only the in-kernel check holds)."""
+        if "memory" in self.dirs:
+            return PeakMeter(self.dirs["memory"], "v1")
+        d = self.dirs.get("v2")
+        if d is not None and (d / "memory.peak").exists():
+            return PeakMeter(d, "v2")
+        return None
+
     def destroy(self, timeout: float = 30.0) -> int:
         """Kill every member, wait until none is left, remove the cgroup. Returns how many were left."""
         kill_until_gone(self.members, timeout)
@@ -309,6 +331,59 @@ class SandboxCgroup:
             except OSError:
                 pass
         return len(self.members())
+
+
+class PeakMeter:
+    """How far a cgroup's memory use rose above its level at `reset()` (the judge, around one student call).
+
+    cgroup v1: writing 0 to `memory.max_usage_in_bytes` resets the peak to the current usage. cgroup v2:
+    `memory.peak` is reset per open file (writing to it, Linux 6.12+), and read back through the same file; where
+    that write is refused, `reset` returns False and nothing is measured."""
+
+    def __init__(self, directory: Path, version: str):
+        self.dir, self.version = directory, version
+        self._fd: int | None = None
+        self._base: int | None = None
+
+    def _read(self, name: str) -> int:
+        return int((self.dir / name).read_text().split()[0])
+
+    def reset(self) -> bool:
+        self.close()
+        self._base = None
+        try:
+            if self.version == "v1":
+                (self.dir / "memory.max_usage_in_bytes").write_text("0")
+                self._base = self._read("memory.usage_in_bytes")
+            else:
+                self._fd = os.open(self.dir / "memory.peak", os.O_RDWR)
+                os.write(self._fd, b"reset\n")
+                self._base = self._read("memory.current")
+        except (OSError, ValueError):
+            self.close()
+            return False
+        return True
+
+    def grown(self) -> int | None:
+        """Bytes of the peak above the level at `reset()`; None when nothing was measured."""
+        if self._base is None:
+            return None
+        try:
+            if self.version == "v1":
+                peak = self._read("memory.max_usage_in_bytes")
+            else:
+                os.lseek(self._fd, 0, os.SEEK_SET)
+                peak = int(os.read(self._fd, 64).split()[0])
+        except (OSError, ValueError, TypeError):
+            return None
+        finally:
+            self.close()
+        return max(0, peak - self._base)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def scratch_mount(path: Path, size: int) -> bool:

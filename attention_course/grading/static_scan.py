@@ -3,6 +3,13 @@
 Since the tests run in the judge (judge.py), nothing here changes a score: findings are listed for the
 instructor to review (the summary, the `reason` column of grades.csv; feedback is unaffected). `--trust`
 clears a submission's flag once reviewed.
+
+It is also the second half of the in-kernel checks' rule (forbidden built-ins, `checks.forbid`): a way around
+them either fails the check or is flagged here. So it flags every route around a check that watches the
+student's own process: threads and processes started by answer code (their work is not the calling thread's),
+torch's private modules and attributes (its mode stacks, dispatch and decompositions), any reference to the
+course's own modules (`attention_course`: the checks, the agent), rebinding attributes of imported modules, and
+dynamic code (exec/eval/compile/__import__/importlib, getattr with a computed or private name, globals()/vars()).
 """
 
 from __future__ import annotations
@@ -113,6 +120,67 @@ FORBIDDEN_NAMES = {
     "addaudithook",
 }
 ALLOWED_MAGICS = ("%time ", "%timeit ", "%%time", "%%timeit", "%matplotlib ")
+# modules whose use starts threads or processes (work another thread does escapes a per-thread check)
+CONCURRENCY_MODULES = {"threading", "_thread", "concurrent", "multiprocessing", "subprocess", "pty", "asyncio"}
+CONCURRENCY_NAMES = {
+    "fork",
+    "forkpty",
+    "register_at_fork",
+    "posix_spawn",
+    "posix_spawnp",
+    "spawnl",
+    "spawnle",
+    "spawnlp",
+    "spawnlpe",
+    "spawnv",
+    "spawnve",
+    "spawnvp",
+    "spawnvpe",
+    "execl",
+    "execle",
+    "execlp",
+    "execlpe",
+    "execv",
+    "execve",
+    "execvp",
+    "execvpe",
+    "popen",
+    "system",
+    "Popen",
+    "start_new_thread",
+    "Thread",
+    "Timer",
+    "Process",
+    "ThreadPoolExecutor",
+    "ProcessPoolExecutor",
+    "to_thread",
+    "run_in_executor",
+    "set_num_interop_threads",
+}
+# torch's own ways to leave a mode or a check (private names are flagged anyway; these are public or aliased)
+MODE_NAMES = {
+    "DisableTorchFunction",
+    "DisableTorchFunctionSubclass",
+    "_DisableTorchDispatch",
+    "_disabled_torch_function_impl",
+    "_python_dispatch",
+    "_pop_mode",
+    "_push_mode",
+    "_pop_mode_temporarily",
+    "_disable_current_modes",
+    "_set_torch_function_mode",
+    "_pop_torch_function_stack",
+    "_push_on_torch_function_stack",
+    "no_dispatch",
+    "enable_reentrant_dispatch",
+    "python_dispatcher",
+    "_decomp",
+    "_refs",
+    "_prims",
+    "jit",
+    "compile",
+}
+COURSE_PACKAGE = "attention_course"
 
 
 def _stored_root(node) -> str | None:
@@ -150,21 +218,33 @@ def tamper_findings(source: str, where: str) -> list[str]:
         return findings  # it cannot run, so it cannot tamper: it earns what its errors earn
     docstrings = _docstrings(tree)
     protected = set(PROTECTED_ROOTS)
+    torch_names = {"torch", "F", "nn"}  # names of torch's modules here (their private attributes are flagged)
     for node in ast.walk(tree):  # aliases of modules: `import torch.testing as tt`, `t = torch.testing`
         if isinstance(node, ast.Import):
             protected.update((a.asname or a.name).split(".")[0] for a in node.names)
+            torch_names.update(
+                (a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "torch"
+            )
         elif isinstance(node, ast.ImportFrom):
+            root = (node.module or "").split(".")[0]
             protected.update(
                 a.asname or a.name
                 for a in node.names
-                if not a.name[:1].islower() or a.name in ("testing", "functional", "nn", "linalg")
+                if not a.name[:1].islower()
+                or a.name in ("testing", "functional", "nn", "linalg")
+                or root in ("torch", COURSE_PACKAGE, "os", "sys", "numpy")  # a module's own objects
             )
+            if root == "torch":
+                torch_names.update(a.asname or a.name for a in node.names)
         elif (
             isinstance(node, ast.Assign)
             and _root_name(node.value) in protected
             and not isinstance(node.value, ast.Call)
         ):
             protected.update(t.id for t in node.targets if isinstance(t, ast.Name))
+            if _root_name(node.value) in torch_names:
+                torch_names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    findings += _escape_findings(tree, where, torch_names, protected)
     for node in ast.walk(tree):
         line = getattr(node, "lineno", "?")
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
@@ -217,6 +297,76 @@ def tamper_findings(source: str, where: str) -> list[str]:
             seen.add(f)
             unique.append(f)
     return unique
+
+
+def _dotted(node) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _escape_findings(tree, where: str, torch_names: set[str], protected: set[str]) -> list[str]:
+    """Ways around the in-kernel checks (forbidden built-ins): threads and processes, torch's private modes and
+    dispatch, the course's check machinery, dynamic attribute names."""
+    findings = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names = [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            for module in modules:
+                parts = module.split(".")
+                if parts[0] in CONCURRENCY_MODULES or module == "torch.multiprocessing":
+                    findings.append(f"{where} line {line}: starts threads or processes (imports `{module}`)")
+                if parts[0] == COURSE_PACKAGE:
+                    findings.append(f"{where} line {line}: imports the course's own `{module}`")
+                if parts[0] == "torch" and any(p.startswith("_") or p in MODE_NAMES | {"overrides"} for p in parts):
+                    findings.append(f"{where} line {line}: imports torch's internals `{module}`")
+            for name in names:
+                if name in CONCURRENCY_NAMES:
+                    findings.append(f"{where} line {line}: starts threads or processes (imports `{name}`)")
+                if (modules[0].split(".")[0] == "torch" and name.startswith("_")) or name in MODE_NAMES - {
+                    "jit",
+                    "compile",
+                }:
+                    findings.append(f"{where} line {line}: imports torch's internals `{name}`")
+                if name == COURSE_PACKAGE or name in ("checks", "grading", "agent") and modules[0] == COURSE_PACKAGE:
+                    findings.append(f"{where} line {line}: imports the course's own `{name}`")
+        elif isinstance(node, ast.Attribute):
+            dotted = _dotted(node)
+            root = dotted.split(".")[0] if dotted else None
+            if node.attr in CONCURRENCY_NAMES and (root != "self" or node.attr in ("fork", "Thread", "Process")):
+                findings.append(f"{where} line {line}: starts threads or processes (`{dotted or node.attr}`)")
+            elif root in torch_names and node.attr.startswith("_") and not node.attr.startswith("__"):
+                findings.append(f"{where} line {line}: uses torch's private `{dotted[:60]}`")
+            elif root in torch_names and node.attr in MODE_NAMES:
+                findings.append(f"{where} line {line}: uses torch's `{dotted[:60]}` (modes, dispatch, compiling)")
+        elif isinstance(node, ast.Name):
+            if node.id == COURSE_PACKAGE:
+                findings.append(f"{where} line {line}: refers to the course's own package `{COURSE_PACKAGE}`")
+            elif node.id in MODE_NAMES - {"jit", "compile"} or node.id in CONCURRENCY_NAMES - {"system"}:
+                findings.append(f"{where} line {line}: uses `{node.id}`")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if COURSE_PACKAGE in node.value or any(
+                word in node.value for word in ("_python_dispatch", "torch._C", "overrides", "_disabled_torch")
+            ):
+                findings.append(f"{where} line {line}: string naming internals `{node.value[:40]}`")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            name = node.func.id
+            if name in ("getattr", "setattr", "delattr", "hasattr") and len(node.args) >= 2:
+                attr = node.args[1]
+                owner = node.args[0]
+                own_object = isinstance(owner, (ast.Name, ast.Attribute)) and _root_name(owner) not in protected
+                if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+                    if not own_object:
+                        findings.append(f"{where} line {line}: `{name}` with a computed name")
+                elif (attr.value[:1] == "_" and attr.value[:2] != "__") or attr.value in MODE_NAMES | CONCURRENCY_NAMES:
+                    findings.append(f"{where} line {line}: `{name}` of `{attr.value[:40]}`")
+    return findings
 
 
 def _docstrings(tree) -> set[int]:

@@ -6,15 +6,21 @@ numbers, strings, booleans, None and lists as JSON; `{"$tuple": [...]}`, `{"$dic
 (string keys), `{"$h": id, ...}` a handle on an object that stays in the kernel (a module, a function).
 
 The decoder (used by the judge on everything the kernel sends) accepts nothing else: unknown tags, dtypes
-outside `DTYPES`, shapes that do not match the byte count, more than `MAX_FRAMES` frames or `MAX_BYTES` bytes
-are refused with `WireError`. Tensors are rebuilt from bytes as plain `torch.Tensor`s, so a tensor subclass or
-an object with a lying `__eq__` in the kernel arrives as numbers and nothing else.
+outside `DTYPES`, shapes that do not match the byte count are refused with `WireError`. A message is sized
+before anything in it is allocated or parsed (`recv`): at most `MAX_FRAMES` frames and `MAX_BYTES` bytes in all
+(each frame's declared size is checked against what is left before it is read), a JSON header of at most
+`MAX_HEAD` bytes whose nesting depth (`MAX_DEPTH`) and number of tokens (`MAX_TOKENS`) are counted on the raw
+text before `json.loads` runs; `decode` then counts the values it builds (`MAX_ITEMS`). Tensors are rebuilt
+from bytes as plain `torch.Tensor`s, so a tensor subclass or an object with a lying `__eq__` in the kernel
+arrives as numbers and nothing else.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 import socket
 import struct
 import time
@@ -39,9 +45,14 @@ DTYPES = {
     )
 }
 MAX_FRAMES = 4096
-MAX_BYTES = 512 * 2**20
+MAX_BYTES = 256 * 2**20  # one message in all (the largest tensor a test exchanges is a few MB)
+MAX_HEAD = 4 * 2**20  # its JSON header
 MAX_DEPTH = 32
-MAX_ITEMS = 100_000
+MAX_ITEMS = 100_000  # values `decode` builds from one message
+MAX_TOKENS = 4 * MAX_ITEMS  # strings, separators and brackets of the header, counted before parsing
+MAX_DIM = 2**40  # one dimension of a tensor header
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_TOKEN = re.compile(rb"[\[\]{},:]")
 
 
 class WireError(Exception):
@@ -135,8 +146,8 @@ def _untensor(spec: dict, frames: list[bytes]) -> torch.Tensor:
         or not 0 < index < len(frames)
         or dtype not in DTYPES
         or type(shape) is not list
-        or not all(type(s) is int and s >= 0 for s in shape)
         or len(shape) > 16
+        or not all(type(s) is int and 0 <= s <= MAX_DIM for s in shape)
     ):
         raise WireError("bad tensor header")
     dt = DTYPES[dtype]
@@ -146,7 +157,7 @@ def _untensor(spec: dict, frames: list[bytes]) -> torch.Tensor:
         raise WireError("tensor bytes do not match its shape")
     if numel == 0:
         return torch.empty(shape, dtype=dt)
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dt).reshape(shape).clone()
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dt).reshape(shape)  # the one copy it owns
 
 
 # --- frames on a socket ------------------------------------------------------------------------------------
@@ -177,18 +188,39 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
     return b"".join(chunks)
 
 
+def check_header(head: bytes) -> None:
+    """Size a JSON header before parsing it: bytes, tokens (strings, separators, brackets) and nesting depth are
+    counted on the raw text (strings blanked first), so no parser runs on a header beyond the limits."""
+    if len(head) > MAX_HEAD:
+        raise WireError("message header too large")
+    strings = len(_STRING.findall(head))
+    if strings > MAX_TOKENS:
+        raise WireError("too many items in message")
+    tokens = _TOKEN.findall(_STRING.sub(b'""', head))
+    if strings + len(tokens) > MAX_TOKENS:
+        raise WireError("too many items in message")
+    steps = (1 if t in (b"[", b"{") else -1 for t in tokens if t not in (b",", b":"))
+    if max(itertools.accumulate(steps, initial=0)) > MAX_DEPTH + 1:
+        raise WireError("message nested too deeply")
+
+
 def recv(sock: socket.socket, deadline: float | None = None) -> tuple[dict, list[bytes]]:
-    """One message: (JSON object, frames), frame 0 being the JSON itself. Sizes are checked before reading."""
+    """One message: (JSON object, frames), frame 0 being the JSON itself. Everything is sized before it is read
+    or parsed: the frame count, each frame's declared size against the bytes left (`MAX_BYTES` in all, `MAX_HEAD`
+    for the header), then the header's tokens and depth (`check_header`)."""
     (count,) = struct.unpack("!I", _recv_exact(sock, 4, deadline))
     if not 1 <= count <= MAX_FRAMES:
         raise WireError("bad frame count")
     frames, total = [], 0
-    for _ in range(count):
+    for i in range(count):
         (size,) = struct.unpack("!Q", _recv_exact(sock, 8, deadline))
         total += size
         if total > MAX_BYTES:
             raise WireError("message too large")
+        if i == 0 and size > MAX_HEAD:
+            raise WireError("message header too large")
         frames.append(_recv_exact(sock, size, deadline))
+    check_header(frames[0])
     try:
         message = json.loads(frames[0].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

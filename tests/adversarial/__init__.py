@@ -28,6 +28,7 @@ class Case:
     score: float
     status: str  # graded | unreadable | missing | no submission
     reason: str = ""  # a piece of the reason the summary gives
+    assignment: str = ASSIGNMENT  # the assignment the submission is for (tests/adversarial/expectations.py, escapes.py)
 
 
 WRONG_SOFTMAX = "def softmax(x, dim=-1):\n    e = torch.exp(x - x.max())\n    return e / e.sum()\n"
@@ -120,7 +121,8 @@ def build(course: Path, root: Path, probe_port: int) -> dict[str, Case]:
             "    print('stopped after', kids, e)"
         ),
     )
-    put("fork-bomb", nb, Case(10, "graded", "all tests passed"))
+    # full marks, and flagged: processes started by answer code are a way around the in-kernel checks
+    put("fork-bomb", nb, Case(10, "graded", "flagged for review"))
     nb = answered()
     nb.cells.insert(
         _index(nb, "softmax") + 1, _code("import torch\nbig = torch.empty(40 * 2**30, dtype=torch.uint8)\nbig.fill_(1)")

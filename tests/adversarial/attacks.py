@@ -286,7 +286,9 @@ SOCKET_SQUATTER = (
 
 
 def against_the_judge(put, answered, release) -> None:
-    put("forbid-bypass", answered(softmax=FORBID_BYPASS), Case(10, "graded", "flagged for review"))
+    # the agent took its own reference to `forbid` before the student's cells ran: rebinding the module's name
+    # changes nothing there, so torch.softmax is refused (issue 18), and the scan flags the rebinding
+    put("forbid-bypass", answered(softmax=FORBID_BYPASS), Case(6, "graded", "flagged for review"))
     squatter = nbt.with_answers(release, {"attention_pooling": SOCKET_SQUATTER})
     put("socket-squatter", squatter, Case(0, "graded", "softmax_matches_torch"))
 

@@ -265,7 +265,12 @@ class CausalSelfAttention(nn.Module):
         scores = scores.masked_fill(self.mask.bool()[:n, :n], -torch.inf)
         return self.dropout(torch.softmax(scores, dim=-1)) @ v
 """),
-        ["CausalSelfAttention_matches_sdpa", "CausalSelfAttention_shorter_sequences"],
+        # every test that calls it sees the input changed (the judge fails such a call; in-kernel tests compare)
+        [
+            "CausalSelfAttention_matches_sdpa",
+            "CausalSelfAttention_shorter_sequences",
+            "CausalSelfAttention_dropout_only_in_training",
+        ],
     ),
 }
 

@@ -285,7 +285,7 @@ def transpose_output(X, num_heads):
                 "out = nn.functional.scaled_dot_product_attention(Q, K, V, attn_mask=mask)",
             ),
         ),
-        _ALL_MHA_TESTS,
+        [],  # allowed since issue 19: the provided dot_product_attention is SDPA itself; only nn.MultiheadAttention is not
     ),
     "mha_wraps_torch_module": (
         "MultiHeadAttention",
@@ -305,7 +305,4 @@ class MultiHeadAttention(nn.Module):
 }
 
 # Mistakes that Validate (the visible tests) lets through on purpose; tests/test_visible_tests.py checks this set.
-HIDDEN_ONLY = {
-    # right values (PyTorch's own kernel): only the graded, instrumented test (forbid) sees the forbidden call
-    "mha_calls_sdpa",
-}
+HIDDEN_ONLY: set[str] = set()  # mha_calls_sdpa is no mistake since SDPA is the provided attention
