@@ -449,6 +449,33 @@ def _mh_self_scaling(ref: str) -> str:
     )
 
 
+def _mh_queue_thread(ref: str) -> str:
+    # nn.MultiheadAttention's own function (taken at import, need_weights=True: no fused kernel) does the work, run
+    # by a logging QueueListener's thread (see QUEUE_THREAD_CSA)
+    runner = QUEUE_THREAD_CSA.split("class CausalSelfAttention")[0]
+    return runner + ref.replace(
+        "        q = transpose_qkv(self.W_q(queries), self.num_heads)  # (B*h, n_q, d_h)\n",
+        "        q, k, v = self.W_q(queries), self.W_k(keys), self.W_v(values)\n"
+        "        self.W_o(q)  # materialise the lazy output layer\n"
+        "        n_k, E = k.shape[1], q.shape[-1]\n"
+        "        eye = torch.eye(E, dtype=q.dtype)\n"
+        "        padding = mask = None\n"
+        "        if valid_lens is not None and valid_lens.dim() == 1:\n"
+        "            padding = torch.arange(n_k)[None, :] >= valid_lens[:, None]\n"
+        "        elif valid_lens is not None:\n"
+        "            mask = (torch.arange(n_k)[None, None, :] >= valid_lens[:, :, None]).repeat_interleave(\n"
+        "                self.num_heads, dim=0)\n"
+        "        out, self.attention_weights = _elsewhere(\n"
+        "            _attend, q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), E, self.num_heads,\n"
+        "            torch.cat([eye, eye, eye]), None, None, None, False, self.dropout.p if self.training else 0.0,\n"
+        "            self.W_o.weight, self.W_o.bias, training=self.training, key_padding_mask=padding,\n"
+        "            need_weights=True, attn_mask=mask, average_attn_weights=False)\n"
+        "        return out.transpose(0, 1)\n"
+        "        q = transpose_qkv(self.W_q(queries), self.num_heads)  # (B*h, n_q, d_h)\n",
+        1,
+    )
+
+
 def _mh_private_modes(ref: str) -> str:
     return "import torch.utils._python_dispatch as _pd\nimport torch.nn.functional as _F\n\n" + ref.replace(
         "        heads, self.attention_weights = dot_product_attention(q, k, v, valid_lens, self.dropout)\n",
@@ -858,11 +885,12 @@ def attacks() -> list[Attack]:
         ),
         A(
             mh,
-            "rt-private-modes-mh",
+            "rt-queue-thread-mh",
             2,
-            "SDPA under DisableTorchFunction + _disable_current_modes",
+            "F.multi_head_attention_forward (taken at import, need_weights=True) run by a "
+            "logging QueueListener's thread",
             6,
-            {"MultiHeadAttention": _mh_private_modes},
+            {"MultiHeadAttention": _mh_queue_thread},
             flagged_score=12,
         ),
         # --- modern-attention
