@@ -35,7 +35,7 @@ GRADE_FLAGS = "--cell-timeout 60 --no-progress"
 def graded(tmp_path_factory):
     course = copy_course(tmp_path_factory.mktemp("expectations"))
     cases = build(course, ROOT)
-    rows: dict[str, dict] = {}
+    rows: dict[tuple[str, str], dict] = {}  # (assignment, student) -> row: every roster student has a row per run
     for assignment in sorted({case.assignment for case in cases.values()}):
         run(
             [
@@ -53,7 +53,7 @@ def graded(tmp_path_factory):
             timeout=3600,
         )
         with open(course / "grades.csv", newline="") as fh:
-            rows.update({r["student_id"]: r for r in csv.DictReader(fh) if r["assignment"] == assignment})
+            rows.update({(assignment, r["student_id"]): r for r in csv.DictReader(fh) if r["assignment"] == assignment})
     return cases, rows
 
 
@@ -64,7 +64,7 @@ def test_each_notebook_earns_exactly_what_its_honest_parts_earn(graded):
     cases, rows = graded
     wrong = []
     for student, case in cases.items():
-        row = rows.get(student)
+        row = rows.get((case.assignment, student))
         if row is None:
             wrong.append(f"{student}: no row in grades.csv for {case.assignment}")
             continue

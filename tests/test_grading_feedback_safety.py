@@ -300,25 +300,39 @@ def test_a_rerun_reuses_every_result_and_passes(graded):
     assert _rows(graded["course"]) == graded["rows"]
 
 
-@end_to_end
-@pytest.mark.parametrize(
-    "student", ["script-markdown", "script-outputs", "leak-exception", "honest-control", "feedback-too-big"]
-)
-def test_feedback_pages_are_inert_in_a_browser(graded, student):
+JS_STATE = """() => {
+    window.scrollTo(0, 0);  // the links clicked before may have scrolled to an anchor
+    const score = document.getElementById('gradebook-score');
+    const fixed = [...document.querySelectorAll('body *')].filter(
+        e => ['fixed', 'sticky'].includes(getComputedStyle(e).position) && e.textContent.trim());
+    const state = {pwned: window.__pwned === undefined ? null : String(window.__pwned), url: location.href,
+                   fixed: fixed.map(e => e.textContent.slice(0, 80)),
+                   mathjax: document.querySelectorAll('mjx-container').length};
+    if (score) {
+        const box = score.getBoundingClientRect();
+        const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+        const text = document.body.innerText;
+        const first = text.indexOf('Score:') === text.indexOf(score.innerText.match(/Score:.*/)[0]);
+        Object.assign(state, {scoreText: score.innerText, visible: score.offsetHeight > 0,
+                              onTop: score.contains(top), firstScore: first});
+    }
+    return state;
+}"""
+
+
+def visit(path: Path) -> tuple[list, list, dict]:
+    """Open a page in Chromium, click its links, wait: (dialogs opened, requests made, what the page shows)."""
     import chromium
     from playwright.sync_api import sync_playwright
 
-    course = graded["course"]
-    score = f"Score: {graded['cases'][student].score:g} / 10"
-    dialogs, requests, violations = [], [], []
+    dialogs, requests = [], []
     with sync_playwright() as p:
         browser = chromium.launch(p)
         try:
             page = browser.new_page()
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else requests.append(r.url))
-            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-            page.goto(_page(course, student).as_uri())
+            page.goto(path.as_uri())
             page.wait_for_load_state("load")
             page.wait_for_timeout(1500)
             for link in page.locator("a").all()[:20]:
@@ -327,30 +341,45 @@ def test_feedback_pages_are_inert_in_a_browser(graded, student):
                 except Exception:
                     pass
             page.wait_for_timeout(300)
-            state = page.evaluate(
-                """() => {
-                    const score = document.getElementById('gradebook-score');
-                    const box = score.getBoundingClientRect();
-                    const top = document.elementFromPoint(box.left + 5, box.top + 5);
-                    const fixed = [...document.querySelectorAll('body *')].filter(
-                        e => ['fixed', 'sticky'].includes(getComputedStyle(e).position) && e.textContent.trim());
-                    return {pwned: window.__pwned === undefined ? null : String(window.__pwned),
-                            title: document.title, url: location.href,
-                            scoreText: score.innerText, visible: score.offsetHeight > 0,
-                            onTop: score.contains(top), fixed: fixed.map(e => e.textContent.slice(0, 80)),
-                            firstScore: document.body.innerText.indexOf('Score:') ===
-                                        document.body.innerText.indexOf(score.innerText.match(/Score:.*/)[0]),
-                            mathjax: document.querySelectorAll('mjx-container').length};
-                }"""
-            )
+            state = page.evaluate(JS_STATE)
         finally:
             browser.close()
+    return dialogs, requests, state
+
+
+def assert_inert(path: Path, score: str) -> dict:
+    dialogs, requests, state = visit(path)
     assert not dialogs, dialogs
     assert not requests, requests
     assert state["pwned"] is None, state
-    assert state["url"].split("#")[0] == _page(course, student).as_uri(), state  # no refresh, no navigation
+    assert state["url"].split("#")[0] == path.as_uri(), state  # no refresh, no navigation
     assert score in state["scoreText"] and state["visible"] and state["onTop"] and state["firstScore"], state
     assert not state["fixed"], state
+    return state
+
+
+def test_the_browser_check_sees_live_html_and_finds_the_rendered_page_inert(tmp_path):
+    """A positive control: the same hostile cells rendered by plain nbconvert run in Chromium (the check sees it);
+    rendered by the grader they do not, and the page's own MathJax still typesets."""
+    from nbconvert import HTMLExporter
+
+    page = _hostile_page(tmp_path)
+    state = assert_inert(page, "Score: 7 / 10")
+    assert state["mathjax"] > 0, state
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell(SCRIPT_MARKDOWN.format(url="http://127.0.0.1:9")))
+    plain = tmp_path / "plain.html"
+    plain.write_text(HTMLExporter(template_name="lab").from_notebook_node(nb)[0])
+    dialogs, requests, state = visit(plain)
+    assert "script" in dialogs and any("127.0.0.1:9" in r for r in requests), (dialogs, requests, state)
+
+
+@end_to_end
+@pytest.mark.parametrize(
+    "student", ["script-markdown", "script-outputs", "leak-exception", "honest-control", "feedback-too-big"]
+)
+def test_feedback_pages_are_inert_in_a_browser(graded, student):
+    state = assert_inert(_page(graded["course"], student), f"Score: {graded['cases'][student].score:g} / 10")
     if student == "script-markdown":  # the page's own MathJax runs under the policy (the student's TeX shows)
         assert state["mathjax"] > 0, state
     assert graded["listener"].hits == 0

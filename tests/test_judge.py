@@ -231,8 +231,9 @@ IN_PLACE = [
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment,student", IN_PLACE, ids=[f"{a}/{s}" for a, s in IN_PLACE])
 def test_in_place_changes_to_inputs_are_seen_by_the_judge(assignment, student, tmp_path):
-    """A function that modifies its input in place changes the judge's tensors too (the kernel sends the
-    arguments back after each call), so 'must not modify its inputs' loses the points it loses in-kernel."""
+    """A function that modifies its input in place fails the call in the judge (the kernel sends the arguments
+    back after each call; the judge compares them with what it sent and keeps its own tensors), so it loses the
+    points it loses in-kernel, where the tests compare the inputs with their copies after each call."""
     from conftest import students_for
 
     source = nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb")

@@ -843,7 +843,8 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
             while lost:
                 recovery.deaths += 1
                 pool.restart()
-                again = [j for j in died_kernels if j not in lost]  # 'kernel died' while the grader failed
+                lost_ids = {id(j) for j in lost}
+                again = [j for j in died_kernels if id(j) not in lost_ids]  # 'kernel died' while the grader failed
                 died_kernels.clear()
                 for job in again:
                     job.state_path.unlink(missing_ok=True)
@@ -855,7 +856,7 @@ def _grade(course, opts, out, pool, jobs_n, db_url, started, scratch, cell_timeo
                         complete(job, gb)
                     break
                 recovery.regraded += len(lost) + len(again)
-                others = [j for j in lost if j not in suspects] + again
+                others = [j for j in lost if not recovery.started(j)] + again
                 for job in suspects:  # each alone: only a job that kills its worker again is a grader error
                     Path(job.run["result"]).with_name("started").unlink(missing_ok=True)
                     if run_all([job]):

@@ -172,7 +172,7 @@ def _trusted_failure(exc: BaseException, gid: str, code: str, hidden: bool) -> d
     return {"status": RunStatus.ERROR, "ename": ename, "evalue": escape(message, 500)}
 
 
-REFUSED = "your code called a grader's stand-in with arguments beyond this test's own sizes: refused"
+REFUSED = "refused: your code asked a grader's stand-in for more than this test's own sizes"
 
 
 class StandInRefused(AssertionError):
@@ -211,15 +211,15 @@ class _Scale:
             if isinstance(item, torch.Tensor):
                 total += item.numel()
                 if item.numel() > most_elements or total > STANDIN_MAX_ELEMENTS:
-                    return f"a tensor of {item.numel()} elements (this test's largest has {self.elements})"
+                    return f"a tensor of {item.numel()} elements (the test's largest: {self.elements})"
                 integral = not (item.dtype.is_floating_point or item.dtype.is_complex or item.dtype == torch.bool)
                 if item.numel() and integral:  # integers in a tensor may be used as sizes too
                     biggest = item.abs().max().item()
                     if biggest > most_number:
-                        return f"a tensor holding {biggest} (this test's largest number is {self.number})"
+                        return f"a tensor holding {biggest} (the test's largest number: {self.number})"
             elif type(item) in (int, float):
                 if not math.isfinite(item) or abs(item) > most_number:
-                    return f"the number {item!r} (this test's largest number is {self.number})"
+                    return f"the number {item!r} (the test's largest: {self.number})"
             elif isinstance(item, (list, tuple)):
                 stack += [(v, depth + 1) for v in item]
             elif isinstance(item, dict):
@@ -485,10 +485,7 @@ class Judge:
             self._refused = why
             refused = "the grader's stand-in refused arguments beyond the test's"
             wire.send(self.sock, {"op": "raise", "message": refused})
-            raise StandInRefused(
-                f"your code called the grader's stand-in for {getattr(fn, '__name__', 'a function')!s:.60} with "
-                f"arguments larger than this test ever uses ({why}): refused"
-            )
+            raise StandInRefused(f"refused: your code asked a grader's stand-in for {why}")
         _test_hook_judge_death(args, kwargs)
         out = [b""]
         try:
