@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}"),
 ]
-GRADE_FLAGS = "--cell-timeout 60 --no-progress"
+GRADE_FLAGS = "--cell-timeout 120 --no-progress"
 CAP = int(3.5 * 2**30)
 CGROUP = Path("/sys/fs/cgroup/memory")
 
