@@ -825,7 +825,7 @@ def attacks() -> list[Attack]:
             5,
             "PositionalEncoding asks the judge's stand-in positional_encoding for a "
             "20000 x 20000 table (several GB in the judge); otherwise correct",
-            10,
+            7,
             {"PositionalEncoding": _standin_oom_pe},
             error_ok=True,
         ),
@@ -983,7 +983,7 @@ def attacks() -> list[Attack]:
             5,
             "DotProductAttention sends the stand-in masked_softmax an empty (0, 8e4, 8e4) "
             "tensor: the trusted mask is 6.4 GB",
-            12,
+            8,
             {"DotProductAttention": _sf_standin_oom},
             error_ok=True,
         ),
@@ -1002,7 +1002,7 @@ def attacks() -> list[Attack]:
             5,
             "DotProductAttention sends the stand-in a handle, not a tensor, and answers "
             "the judge's `.shape` questions with 60000s",
-            12,
+            8,
             {"DotProductAttention": _sf_remote_arg},
             error_ok=True,
         ),
