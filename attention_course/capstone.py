@@ -174,23 +174,25 @@ def train(config: Config = Config(), progress: bool = True) -> Result:
         torch.set_num_threads(threads)
 
 
+TRAINING_PAGE = "book/capstone/training.md"
+
+
 def cache_dir() -> Path:
+    """Where the training page leaves the trained model for the pages after it (`CAPSTONE_CACHE` overrides)."""
     return Path(os.environ.get("CAPSTONE_CACHE", Path(__file__).resolve().parents[1] / "_build" / "capstone"))
 
 
-def trained(config: Config = Config(), progress: bool = True) -> Result:
-    """`train(config)`, or the model a previous page trained with the same config (kept under `_build/`).
+def saved_path(config: Config) -> Path:
+    return cache_dir() / f"reversal-{config.key()}.pt"
 
-    The pages of the capstone share one training run this way; the cache is only a shortcut, since training is
-    seeded and repeats to the same weights on the same machine.
+
+def save(result: Result) -> Path:
+    """Write the trained weights and the run's figures to `saved_path(result.config)`; returns the path.
+
+    The training page calls this after `train`: the capstone is trained once, there, and the pages after it
+    `load` that run (the book executes pages in the order of the table of contents: `sphinx_fixes`).
     """
-    path = cache_dir() / f"reversal-{config.key()}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=False)
-        model = ReversalModel(config)
-        model.load_state_dict(saved["state_dict"])
-        return Result(model.eval(), config, saved["accuracy"], saved["seconds"], saved["losses"], saved["step_losses"])
-    result = train(config, progress=progress)
+    path = saved_path(result.config)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -204,4 +206,22 @@ def trained(config: Config = Config(), progress: bool = True) -> Result:
         tmp,
     )
     tmp.replace(path)
-    return result
+    return path
+
+
+def load(config: Config = Config()) -> Result:
+    """The model that the training page trained and `save`d with this config; never trains.
+
+    Raises FileNotFoundError, saying what to do, when the training page has not run in this build tree.
+    """
+    path = saved_path(config)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained capstone model at {path}: {TRAINING_PAGE} trains it and saves it there when it executes. "
+            "Build the book (it executes that page first), or, if the build cached that page's outputs but the "
+            "file is gone, remove _build/.jupyter_cache and build again."
+        )
+    saved = torch.load(path, weights_only=False)
+    model = ReversalModel(config)
+    model.load_state_dict(saved["state_dict"])
+    return Result(model.eval(), config, saved["accuracy"], saved["seconds"], saved["losses"], saved["step_losses"])
