@@ -68,19 +68,25 @@ def reversal_data(config: Config) -> tuple[tuple[torch.Tensor, torch.Tensor], tu
 
 
 class EncoderBlock(nn.Module):
-    """Multi-head self-attention and a position-wise feed-forward layer, each followed by residual + layer norm
-    (the post-norm block of {cite}`vaswani2017attention`), from d2l's modules."""
+    """Multi-head self-attention and a position-wise feed-forward layer, each
+    followed by residual + layer norm (the post-norm block of
+    {cite}`vaswani2017attention`), from d2l's modules."""
 
     def __init__(self, num_hiddens, num_heads, ffn_hiddens, dropout):
         super().__init__()
         d2l = _d2l()
-        self.attention = d2l.MultiHeadAttention(num_hiddens, num_heads, dropout)
+        self.attention = d2l.MultiHeadAttention(
+            num_hiddens,
+            num_heads,
+            dropout,
+        )
         self.addnorm1 = d2l.AddNorm(num_hiddens, dropout)
         self.ffn = d2l.PositionWiseFFN(ffn_hiddens, num_hiddens)
         self.addnorm2 = d2l.AddNorm(num_hiddens, dropout)
 
     def forward(self, X):  # X: (batch, steps, num_hiddens)
-        Y = self.addnorm1(X, self.attention(X, X, X, None))  # self-attention: queries = keys = values = X
+        # self-attention: queries = keys = values = X
+        Y = self.addnorm1(X, self.attention(X, X, X, None))
         return self.addnorm2(Y, self.ffn(Y))
 
 
@@ -102,9 +108,10 @@ class ReversalModel(nn.Module):
             self(torch.zeros(1, config.seq_len, dtype=torch.long))
 
     def forward(self, X):  # X: (batch, steps) digits
-        # d2l scales the embedding by sqrt(num_hiddens) before adding positions; we do not, so that positions
-        # (which this task is all about) are as loud as the digits: training then escapes its plateau at once
-        H = self.pos_encoding(self.embedding(X))  # (batch, steps, num_hiddens)
+        # d2l scales the embedding by sqrt(num_hiddens) before adding
+        # positions; we do not, so that positions (which this task is all
+        # about) are as loud as the digits: training escapes its plateau
+        H = self.pos_encoding(self.embedding(X))  # (batch, steps, hiddens)
         for block in self.blocks:
             H = block(H)  # (batch, steps, num_hiddens)
         return self.head(H)  # (batch, steps, vocab_size) logits
