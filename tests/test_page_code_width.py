@@ -84,7 +84,7 @@ def test_the_check_sees_code_cells_fences_and_includes(tmp_path):
     page = tmp_path / "page.md"
     long = "y" * 90
     page.write_text(
-        "```{code-cell} ipython3\n---\nmystnb:\n  image:\n    alt: \"" + long + "\"\n---\nz = 1\n```\n\n"
+        '```{code-cell} ipython3\n---\nmystnb:\n  image:\n    alt: "' + long + '"\n---\nz = 1\n```\n\n'
         "```{code-cell} ipython3\n:tags: [hide-input]\nw = '" + long + "'\n```\n\n"
         "```bash\nmake " + long + "\n```\n\n"
         "```{note}\n" + long + "\n```\n\n"
