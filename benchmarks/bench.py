@@ -16,9 +16,9 @@ Performance page; the book build never runs this script).
     (32 layers, 32 heads of 128, bfloat16), measured on one layer of each; CPU and CUDA when present.
 
 Options: --lengths 256 512 1024, --repeats 3, --threads 1, --skip-book, --skip-grading, --students 3, --out PATH,
---decode-lengths 128 256 512 1024, --decode-only (measure (c) alone and replace its part of an existing results file),
---note TEXT (recorded with the machine, e.g. what else ran on it). The load average is recorded at the start and
-at the end of the run.
+--decode-lengths 128 256 512 1024, --decode-only (measure (c) alone and replace its part of an existing results
+file), --assignments A B (grade only these; default every one), --note TEXT (recorded with the machine, e.g. what
+else ran on it). The load average is recorded at the start and at the end of the run.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def bench_book(tmp: Path) -> dict:
     return {"cold_seconds": cold, "warm_seconds": warm, "pages": pages}
 
 
-def bench_grading(tmp: Path, students: int) -> list[dict]:
+def bench_grading(tmp: Path, students: int, assignments: list[str] | None = None) -> list[dict]:
     """Per assignment, `students` submissions (the reference answers) graded by the course's grader (`make grade`,
     one job: sandbox, judge, feedback) and by plain `nbgrader autograde`, each in its own course copy."""
     from tools.synthetic import build_class
@@ -281,7 +281,11 @@ def bench_grading(tmp: Path, students: int) -> list[dict]:
     env.pop("GRADEBOOK_URL", None)
     nbgrader = str(Path(sys.executable).parent / "nbgrader")
     rows = []
-    for assignment in tqdm(sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()), desc="grading"):
+    every = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+    unknown = set(assignments or []) - set(every)
+    if unknown:
+        raise SystemExit(f"--assignments: no such assignment {sorted(unknown)} (there are {every})")
+    for assignment in tqdm([a for a in every if not assignments or a in assignments], desc="grading"):
         course = tmp / f"course-{assignment}"
         build_class(course, assignment, students)  # students <= 1 + rewritten correct answers: full marks
         db = f"--CourseDirectory.db_url=sqlite:///{course}/plain.db"
@@ -344,6 +348,9 @@ def main(argv=None) -> int:
         help="torch CPU threads for (a); 1 by default: timings on a shared machine are steadier",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument(
+        "--assignments", nargs="+", default=None, help="grade only these assignments (default: every one)"
+    )
     parser.add_argument("--note", default="", help="recorded with the machine: e.g. what else ran on it")
     parser.add_argument("--decode-lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
     parser.add_argument(
@@ -406,7 +413,7 @@ def main(argv=None) -> int:
             )
         if not args.skip_grading:
             results["grader"] = grader()
-            results["grading"] = bench_grading(tmp, args.students)
+            results["grading"] = bench_grading(tmp, args.students, args.assignments)
             print(f"\nGrading (reference answers; grader version {results['grader']['version']}), s per notebook:")
             for r in results["grading"]:
                 print(

@@ -35,7 +35,8 @@ def test_the_grading_figures_come_from_the_current_grader():
         f"{GRADER_VERSION}: run `make bench`"
     )
     assignments = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
-    assert [r["assignment"] for r in RESULTS["grading"]] == assignments
+    measured = [r["assignment"] for r in RESULTS["grading"]]  # every one, or those of --assignments
+    assert measured and set(measured) <= set(assignments), measured
     for row in RESULTS["grading"]:
         assert row["make_grade_seconds_per_notebook"] > 0 and row["notebooks"] >= 1, row
 
