@@ -243,14 +243,14 @@ def _env(home: Path) -> dict:
 
 def bench_book(tmp: Path) -> dict:
     """Cold build (no cache) and warm rebuild (nothing changed) of the whole book in a copy."""
-    copy = tmp / "book-copy"
-    copy.mkdir()
-    for name in ("_config.yml", "_toc.yml", "references.bib"):
-        shutil.copy2(ROOT / name, copy / name)
-    for folder in ("book", "attention_course", "benchmarks"):
-        shutil.copytree(
-            ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
-        )
+    copy = tmp / "book-copy"  # the checkout as the build sees it (exercises/ and _static/ included), no build tree
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "_build", "__pycache__", ".ipynb_checkpoints", "submitted", "autograded", "feedback"
+        ),
+    )
     env = _env(tmp / "home")
     env["PYTHONPATH"] = str(copy)
     env["CAPSTONE_CACHE"] = str(copy / "_build" / "capstone")
