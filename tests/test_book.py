@@ -127,7 +127,7 @@ def test_every_assignment_has_a_page_with_its_notebook(html, assignment):
 def _sidebar(html, page: str) -> list[tuple[int, str]]:
     """The sidebar's entries on `page`: (level, text) in document order."""
     text = (html / f"{page}.html").read_text()
-    nav = re.search(r'<nav class="bd-docs-nav.*?</nav>', text, re.S)
+    nav = re.search(r'<nav class="[^"]*\bbd-docs-nav\b.*?</nav>', text, re.S)
     assert nav, f"{page} has no sidebar"
     entries = re.findall(r'<li class="toctree-l(\d)[^"]*">\s*<a [^>]*>(.*?)</a>', nav.group(0), re.S)
     return [(int(level), html_module.unescape(re.sub(r"<[^>]+>", "", label)).strip()) for level, label in entries]
