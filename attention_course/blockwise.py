@@ -61,8 +61,7 @@ def blockwise_attention(queries, keys, values, block_size=64, causal=False):
         hi = min(lo + block_size, n_k)
         cols = torch.arange(lo, hi, device=queries.device)[None, :]
         allowed = cols <= rows if causal else None  # (n_q, block) booleans
-        part = partial_attention(
-            queries, keys[:, lo:hi], values[:, lo:hi], scale, allowed
-        )
+        block_k, block_v = keys[:, lo:hi], values[:, lo:hi]
+        part = partial_attention(queries, block_k, block_v, scale, allowed)
         result = part if result is None else merge(result, part)
     return result.out / result.sum
