@@ -14,7 +14,7 @@ import torch
 
 
 class Partial(NamedTuple):
-    """Attention of every query over *some* of the keys, not yet normalised."""
+    """Attention of every query over *some* keys, not yet normalised."""
 
     out: torch.Tensor  # (B, n_q, d_v): sum_j exp(s_j - max) v_j, keys seen
     max: torch.Tensor  # (B, n_q, 1): largest score seen (-inf: saw no key)
