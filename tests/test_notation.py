@@ -17,7 +17,9 @@ def math_of(text: str) -> str:
 
 
 COLUMN_HABITS = {
-    "a matrix times a vector on its left (column vectors)": r"\\mathbf\{W\}(_\{?\w+\}?)?(\^\{?\(\w\)\}?)?\s*\\mathbf\{[a-z]\}",
+    "a matrix times a vector on its left (column vectors)": (
+        r"\\mathbf\{W\}(_\{?\w+\}?)?(\^\{?\(\w\)\}?)?\s*\\mathbf\{[a-z]\}"
+    ),
     "a dot product written q^T k (column vectors)": r"\\mathbf\{[a-z]\}\^\\top\s*(R_\{?[^}]*\}?\s*)?\\mathbf\{[a-z]\}",
     "m as a count of keys": r"\\mathbf\{[kv]\}_m\b|\\sum_\{\w=1\}\^\{?m\b",
     "h as a size of hidden units": r"\\mathbb\{R\}\^\{h\s*\\times|\\mathbb\{R\}\^\{h\}",
