@@ -366,7 +366,7 @@ COMPARATIVE = re.compile(
 MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
 MODELS = r"(?:Llama|GPT|Mistral|BERT|T5|Gemma|Qwen|Falcon|PaLM|OPT|Llama \d)"
 IMPERATIVE = re.compile(
-    r"^\s*(?:\d+[.)]\s*)?(?:\*\*[^*]*\*\*\s*)?(?:change|generate|process|multiply|count|take|plot|write|replace|"
+    r"^\s*(?:\d+[.)]\s*)?(?:\*\*[^*]*\*\*\s*)?(?:(?:then|now|next|also|first),?\s+)?(?:change|generate|process|multiply|count|take|plot|write|replace|"
     r"run|try|set|use|add|train|repeat|compute|measure|make|give|find|time|draw|implement|show|predict|compare|"
     r"modify|build|increase|decrease|double|halve|evaluate|print|create|pick|choose|apply|vary|extend)\b",
     re.I,
@@ -413,7 +413,7 @@ def rule(text: str, number: Number, section: str = "") -> str | None:
         prev = before.rstrip()[-1:] if before.rstrip() else ""
         nxt = after.lstrip()[:1]
         if not re.search(r"(=|\\approx|\\pm|\\sim|\\le|\\ge|\\leq|\\geq|<|>)\s*[-−]?$", before) and (
-            prev in "+-−/*({[^,\\" or nxt in "+-−/*)}]^(" or nxt.isalpha() or nxt == "\\"
+            (prev and prev in "+-−/*^{") or (nxt and nxt in "+-−/*^}") or nxt.isalpha() or nxt == "\\"
         ):
             return "a constant of a formula"
     if section.lower().startswith("exercise") or re.search(r"^\s*\d+\.\s", text) and "?" in text:
@@ -432,6 +432,28 @@ def load_whitelist(path: Path = WHITELIST) -> dict[str, list[dict]]:
         for entry in entries:
             assert entry.get("reason"), f"whitelist entry {page}: {entry} gives no reason"
     return data
+
+
+def check_whitelist(whitelist: dict, root: Path = ROOT) -> list[str]:
+    """Every entry with a `check` (a Python expression) must compute the number it explains, to the digits written:
+    a fact about the course (a time limit, a count of attacks) or arithmetic (e^2) stays true or fails a test."""
+    import importlib
+
+    for extra in (str(root), str(root / "tests")):
+        if extra not in sys.path:
+            sys.path.insert(0, extra)
+    env = {"math": math, "json": json, "re": re, "ROOT": root, "Path": Path, "importlib": importlib}
+    wrong = []
+    for page, entries in whitelist.items():
+        for entry in entries:
+            if "check" not in entry:
+                continue
+            value = float(eval(entry["check"], env))  # the whitelist is the project's own file, like a test
+            for written in entry["number"] if isinstance(entry["number"], list) else [entry["number"]]:
+                found = numbers(clean(str(written)))
+                if not found or not any(_close(n, value, True) for n in found):
+                    wrong.append(f"{page}: {written} but {entry['check']} = {value}")
+    return wrong
 
 
 def whitelisted(whitelist: dict, page: str, text: str, number: Number) -> str | None:
@@ -519,8 +541,13 @@ def points_evidence(text: str, number: Number, points: dict[str, list[int]]) -> 
     return None
 
 
-def audit_page(page: Page, outputs: str | None, whitelist: dict, root: Path = ROOT) -> list[Claim]:
+def audit_page(
+    page: Page, outputs: str | None, whitelist: dict, root: Path = ROOT, chapter: dict[str, str] | None = None
+) -> list[Claim]:
+    """The claims of one page; `chapter` holds the outputs of the other pages of its chapter (a summary restates
+    what they print)."""
     out_values = output_values(outputs or "")
+    chapter_values = {name: output_values(text) for name, text in (chapter or {}).items()}
     code = "\n".join(page.code)
     code_values = literal_values(code)
     assert_values = literal_values(assert_lines(code))
@@ -541,6 +568,12 @@ def audit_page(page: Page, outputs: str | None, whitelist: dict, root: Path = RO
                 evidence, why = "output", "printed by the page"
             elif any(matches(n, v, False) for v in assert_values):
                 evidence, why = "assert", "checked by an assert of the page"
+            elif not page.code and (
+                chapter_page := next(
+                    (p for p, vals in chapter_values.items() if any(matches(n, v, approximate) for v in vals)), None
+                )
+            ):
+                evidence, why = "chapter", f"printed by {chapter_page} (this page, a summary, has no code)"
             elif (w := points_evidence(text, n, points)) is not None:
                 evidence, why = "points", w
             elif (w := whitelisted(whitelist, page.name, t.text, n)) is not None:
@@ -587,10 +620,74 @@ def audit(root: Path = ROOT, executed: Path | None = None, pages: list[str] | No
     executed = executed or root / "_build" / "jupyter_execute"
     whitelist = load_whitelist(root / "tools" / "claims_whitelist.yml")
     claims = []
-    for name in pages or toc_pages(root):
+    every = toc_pages(root)
+    outputs = {name: executed_outputs(name, executed) for name in every}
+    for name in pages or every:
         page = parse_page(root / f"{name}.md", root)
-        claims += audit_page(page, executed_outputs(name, executed), whitelist, root)
+        chapter = {
+            other: text
+            for other, text in outputs.items()
+            if other != name and text and Path(other).parent == Path(name).parent and Path(name).parent.name != "book"
+        }
+        claims += audit_page(page, outputs[name], whitelist, root, chapter)
     return claims
+
+
+def figures(page: str, out: Path, executed: Path = EXECUTED) -> list[dict]:
+    """Write every figure of a page's executed notebook into `out` (PNG or SVG), with the caption, the alt text and the text the same cell printed: the material for checking
+    each figure against what its caption and alt text claim."""
+    import base64
+
+    nb_path = executed / f"{page}.ipynb"
+    if not nb_path.exists():
+        return []
+    nb = json.loads(nb_path.read_text())
+    found = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        mystnb = (cell.get("metadata") or {}).get("mystnb") or {}
+        printed = []
+        images = []
+        for o in cell.get("outputs", []):
+            if "text" in o:
+                printed.append("".join(o["text"]) if isinstance(o["text"], list) else o["text"])
+            data = o.get("data", {})
+            if "image/png" in data:
+                images.append(("png", base64.b64decode("".join(data["image/png"]))))
+            elif "image/svg+xml" in data:
+                images.append(("svg", "".join(data["image/svg+xml"]).encode()))
+        for k, (ext, blob) in enumerate(images):
+            stem = out / f"{page.replace('/', '--')}--{index}-{k}"
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            path = stem.with_suffix("." + ext)
+            path.write_bytes(blob)
+            found.append(
+                {
+                    "page": page,
+                    "file": path.name,
+                    "caption": ((mystnb.get("figure") or {}).get("caption") or "").strip(),
+                    "alt": ((mystnb.get("image") or {}).get("alt") or "").strip(),
+                    "printed": "".join(printed).strip()[-1500:],
+                }
+            )
+    return found
+
+
+def svg_to_png(paths: list[Path]) -> None:
+    """Render SVG figures into PNG files beside them, with Debian's chromium (tests/chromium.py's arguments)."""
+    if not paths:
+        return
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from chromium import launch
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        for path in paths:
+            page.set_content(f"<body style='margin:0;background:white'>{path.read_text()}</body>")
+            page.locator("svg").first.screenshot(path=str(path.with_suffix(".png")))
+        browser.close()
 
 
 def _cell(s: str) -> str:
@@ -602,9 +699,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every claim with its evidence (Markdown)")
     parser.add_argument("--comparisons", action="store_true", help="every comparative phrase (Markdown)")
     parser.add_argument("--summary", action="store_true", help="counts per page and evidence")
+    parser.add_argument("--figures", metavar="DIR", help="write every figure, caption and alt text into DIR")
     parser.add_argument("pages", nargs="*", help="book/... pages (default: every page of _toc.yml)")
     args = parser.parse_args(argv)
     pages = args.pages or None
+    if args.figures:
+        out = Path(args.figures)
+        index = []
+        for name in pages or toc_pages():
+            for f in figures(name, out):
+                index.append(f"## {f['file']}\n\ncaption: {f['caption']}\n\nalt: {f['alt']}\n\n```\n{f['printed']}\n```\n")
+        (out / "index.md").write_text("\n".join(index))
+        svg_to_png(sorted(out.glob("*.svg")))
+        print(f"{len(index)} figures in {out}")
+        return 0
     if args.comparisons:
         print("| page | line | in | word | text |\n|---|---|---|---|---|")
         for name in pages or toc_pages():
