@@ -634,8 +634,9 @@ def audit(root: Path = ROOT, executed: Path | None = None, pages: list[str] | No
 
 
 def figures(page: str, out: Path, executed: Path = EXECUTED) -> list[dict]:
-    """Write every figure of a page's executed notebook into `out` (PNG or SVG), with the caption, the alt text and the text the same cell printed: the material for checking
-    each figure against what its caption and alt text claim."""
+    """Write every figure of a page's executed notebook into `out` (PNG or SVG), with the caption, the alt text and
+    the text the same cell printed: the material for checking each figure against what its caption and alt text
+    claim."""
     import base64
 
     nb_path = executed / f"{page}.ipynb"
@@ -708,7 +709,9 @@ def main(argv: list[str] | None = None) -> int:
         index = []
         for name in pages or toc_pages():
             for f in figures(name, out):
-                index.append(f"## {f['file']}\n\ncaption: {f['caption']}\n\nalt: {f['alt']}\n\n```\n{f['printed']}\n```\n")
+                index.append(
+                    f"## {f['file']}\n\ncaption: {f['caption']}\n\nalt: {f['alt']}\n\n```\n{f['printed']}\n```\n"
+                )
         (out / "index.md").write_text("\n".join(index))
         svg_to_png(sorted(out.glob("*.svg")))
         print(f"{len(index)} figures in {out}")
