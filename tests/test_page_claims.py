@@ -140,6 +140,18 @@ def test_a_whitelist_entry_needs_a_reason_and_matches_the_number_as_written(tmp_
         claims.audit(root)
 
 
+def test_a_whitelist_check_that_computes_another_number_fails(tmp_path):
+    entry = {"number": "7.4", "reason": "e^2", "check": "math.exp(2)"}
+    assert claims.check_whitelist({"book/page": [entry]}, tmp_path) == []
+    wrong = {"book/page": [dict(entry, number="7.5")]}
+    assert claims.check_whitelist(wrong, tmp_path) == ["book/page: 7.5 but math.exp(2) = 7.38905609893065"]
+
+
+def test_every_checked_whitelist_entry_computes_its_number():
+    """The whitelist's facts (a time limit, a count of attacks, float16's largest number) stay true."""
+    assert claims.check_whitelist(claims.load_whitelist()) == []
+
+
 # ------------------------------------------------------------------------------------------------ the real book
 
 
