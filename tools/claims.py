@@ -206,7 +206,7 @@ class Number:
 
 
 SCI = re.compile(
-    r"(?<![\w.])(?P<sign>[-−])?(?P<mant>\d+(?:\.\d+)?)\s*(?:\\times|×|\\cdot)\s*10\^\{?(?P<exp>[-−]?\d+)\}?"
+    r"(?<![\w.])(?P<sign>[-−])?(?P<mant>\d+(?:\.\d+)?)\s*(?:\\times|×|\\cdot|·)\s*10\^\{?(?P<exp>[-−]?\d+)\}?"
     r"|(?<![\w.])(?P<sign2>[-−])?(?P<mant2>\d+(?:\.\d+)?)[eE](?P<exp2>[-+−]?\d+)(?![\w.])"
     r"|(?<![\w.])(?P<sign3>[-−])?(?P<base>10|2)\^\{?(?P<exp3>[-−]?\d+)\}?"
 )
@@ -483,6 +483,8 @@ def executed_outputs(page: str, executed: Path = EXECUTED) -> str | None:
     parts = []
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
+            if out.get("name") == "stderr":  # progress bars and warnings: their numbers are no evidence
+                continue
             if "text" in out:
                 parts.append("".join(out["text"]) if isinstance(out["text"], list) else out["text"])
             for mime in ("text/plain", "text/markdown", "text/html", "text/latex"):
