@@ -395,6 +395,18 @@ def rule(text: str, number: Number, section: str = "") -> str | None:
     if STRUCTURE.search(before):
         return "a reference to a chapter, part, exercise, section, step or equation"
     if (
+        number.digits == 0
+        and 0 <= v < 100
+        and re.search(
+            r"\b(?:keys?|quer(?:y|ies)|heads?|rows?|columns?|positions?|steps?|layers?|tokens?|pairs?|entry|entries|"
+            r"blocks?|sequences?|annotations?|features?|indices|index|cells?|panels?)\s+"
+            r"(?:[-−]?\d+\s*(?:,|and|to|–|-|or|\.\.)\s*)*$",
+            before,
+            re.I,
+        )
+    ):
+        return "an index naming a key, query, head, row, column or position (checked with the figure or printout)"
+    if (
         re.search(MODELS + r"\s*$", before)
         or re.search(r"\b(Llama|Mistral)\b[^.]{0,12}$", before)
         and re.match(r"[Bb]\b", after)
