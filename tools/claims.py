@@ -484,14 +484,41 @@ def whitelisted(whitelist: dict, page: str, text: str, number: Number) -> str | 
 # ------------------------------------------------------------------------------------------------- the outputs
 
 
+def _has_outputs(nb: dict) -> bool:
+    return any(cell.get("outputs") for cell in nb.get("cells", []))
+
+
+def executed_notebook(page: str, executed: Path = EXECUTED) -> dict | None:
+    """The page's executed notebook, with its outputs: `_build/jupyter_execute/<page>.ipynb`, or, where that file was
+    written from jupyter-cache without outputs (a page taken from the cache by a warm rebuild), the cache's own copy
+    (`_build/.jupyter_cache`), used only when its code cells are the page's current ones. None when not built."""
+    nb_path = executed / f"{page}.ipynb"
+    if not nb_path.exists():
+        nb_path = executed / (page.removeprefix("book/") + ".ipynb")
+    nb = json.loads(nb_path.read_text()) if nb_path.exists() else None
+    if nb is not None and _has_outputs(nb):
+        return nb
+    cache_dir = executed.parent / ".jupyter_cache"
+    if cache_dir.is_dir():
+        from jupyter_cache import get_cache
+
+        cache = get_cache(cache_dir)
+        records = [r for r in cache.list_cache_records() if r.uri.endswith(f"/{page}.md")]
+        if records:
+            cached = cache.get_cache_bundle(max(records, key=lambda r: r.pk).pk).nb
+            source = executed.parent.parent / f"{page}.md"
+            current = parse_page(source, executed.parent.parent).code if source.exists() else None
+            cached_code = [c.source.strip() for c in cached.cells if c.cell_type == "code"]
+            if current is None or [c.strip() for c in current] == cached_code:
+                return json.loads(json.dumps(cached))
+    return nb
+
+
 def executed_outputs(page: str, executed: Path = EXECUTED) -> str | None:
     """The text of every output of the page's executed notebook (None when the book was not built)."""
-    nb_path = executed / (page.removeprefix("book/") + ".ipynb")
-    if not nb_path.exists():
-        nb_path = executed / f"{page}.ipynb"
-    if not nb_path.exists():
+    nb = executed_notebook(page, executed)
+    if nb is None:
         return None
-    nb = json.loads(nb_path.read_text())
     parts = []
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
@@ -653,10 +680,9 @@ def figures(page: str, out: Path, executed: Path = EXECUTED) -> list[dict]:
     claim."""
     import base64
 
-    nb_path = executed / f"{page}.ipynb"
-    if not nb_path.exists():
+    nb = executed_notebook(page, executed)
+    if nb is None:
         return []
-    nb = json.loads(nb_path.read_text())
     found = []
     for index, cell in enumerate(nb.get("cells", [])):
         mystnb = (cell.get("metadata") or {}).get("mystnb") or {}
@@ -737,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {name} | {line} | {kind} | {_cell(word)} | {_cell(text)} |")
         return 0
     claims = audit(pages=pages)
-    missing = [p for p in (pages or toc_pages()) if executed_outputs(p) is None]
+    missing = [p for p in (pages or toc_pages()) if parse_page(ROOT / f"{p}.md").code and executed_outputs(p) is None]
     if missing:
         print(f"no executed notebook for {len(missing)} pages (run `make book`): {missing[:5]}", file=sys.stderr)
     if args.summary:
