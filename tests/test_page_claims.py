@@ -130,6 +130,26 @@ def test_code_asserts_glue_and_structure(tmp_path):
     assert "loss" not in " ".join(found) and ".2" not in found
 
 
+def test_progress_bars_on_stderr_are_no_evidence(tmp_path):
+    root = make_book(tmp_path, "The loss reaches 0.63.\n\n```{code-cell} ipython3\nx\n```\n", [])
+    nb_path = root / "_build" / "jupyter_execute" / "page.ipynb"
+    stderr = {"output_type": "stream", "name": "stderr", "text": "63%|██████▎   | 0.63/1 [00:01<00:00]"}
+    nb_path.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": [stderr]}]}))
+    assert evidence(root)["0.63"] == ""
+
+
+def test_comparisons_are_listed_but_positional_words_are_not(tmp_path):
+    root = make_book(
+        tmp_path,
+        """\
+        As printed above, naive attention is far above blockwise attention, and its memory grows quadratically.
+        """,
+        [],
+    )
+    words = [word for _, _, word, _ in claims.comparisons(claims.parse_page(root / "book" / "page.md", root))]
+    assert words == ["above", "quadratically"]
+
+
 def test_a_whitelist_entry_needs_a_reason_and_matches_the_number_as_written(tmp_path):
     page = "In float16 the largest number is 65504, and 1.0 is not 1.\n\n```{code-cell} ipython3\nx\n```\n"
     root = make_book(tmp_path, page, [""], {"book/page": [{"number": 65504, "reason": "IEEE 754 half precision"}]})
