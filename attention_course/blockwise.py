@@ -30,7 +30,7 @@ def exp_minus(s, top):
 def partial_attention(queries, keys, values, scale, allowed=None) -> Partial:
     """One block: `keys`, `values` hold the block's rows; `allowed`
     (n_q, block) is True where a query may look."""
-    s = torch.einsum("bqd,bkd->bqk", queries, keys) * scale  # (B, n_q, block)
+    s = torch.einsum("bqd,bkd->bqk", queries, keys) * scale  # (B,n_q,block)
     if allowed is not None:
         s = s.masked_fill(~allowed, float("-inf"))
     top = s.amax(dim=-1, keepdim=True)  # (B, n_q, 1); -inf: row sees no key

@@ -110,8 +110,8 @@ class CachedAttention(nn.Module):
             v = torch.cat((cache.values, v), dim=2)
         first = start + n - k.shape[2]  # absolute position of the first key
         key_pos = torch.arange(first, start + n, device=x.device)
-        mask = allowed_keys(pos, key_pos, self.window)  # bottom-right aligned
-        sdpa = F.scaled_dot_product_attention  # enable_gqa: groups, no copies
+        mask = allowed_keys(pos, key_pos, self.window)  # bottom-right
+        sdpa = F.scaled_dot_product_attention  # enable_gqa: no copies
         out = sdpa(q, k, v, attn_mask=mask, enable_gqa=True)  # (b, h, n, hd)
         if self.window is not None:  # later tokens look back < window steps
             first_kept = max(k.shape[2] - (self.window - 1), 0)
