@@ -68,19 +68,25 @@ def reversal_data(config: Config) -> tuple[tuple[torch.Tensor, torch.Tensor], tu
 
 
 class EncoderBlock(nn.Module):
-    """Multi-head self-attention and a position-wise feed-forward layer, each followed by residual + layer norm
-    (the post-norm block of {cite}`vaswani2017attention`), from d2l's modules."""
+    """Multi-head self-attention and a position-wise feed-forward layer, each
+    followed by residual + layer norm (the post-norm block of
+    {cite}`vaswani2017attention`), from d2l's modules."""
 
     def __init__(self, num_hiddens, num_heads, ffn_hiddens, dropout):
         super().__init__()
         d2l = _d2l()
-        self.attention = d2l.MultiHeadAttention(num_hiddens, num_heads, dropout)
+        self.attention = d2l.MultiHeadAttention(
+            num_hiddens,
+            num_heads,
+            dropout,
+        )
         self.addnorm1 = d2l.AddNorm(num_hiddens, dropout)
         self.ffn = d2l.PositionWiseFFN(ffn_hiddens, num_hiddens)
         self.addnorm2 = d2l.AddNorm(num_hiddens, dropout)
 
     def forward(self, X):  # X: (batch, steps, num_hiddens)
-        Y = self.addnorm1(X, self.attention(X, X, X, None))  # self-attention: queries = keys = values = X
+        # self-attention: queries = keys = values = X
+        Y = self.addnorm1(X, self.attention(X, X, X, None))
         return self.addnorm2(Y, self.ffn(Y))
 
 
@@ -102,9 +108,10 @@ class ReversalModel(nn.Module):
             self(torch.zeros(1, config.seq_len, dtype=torch.long))
 
     def forward(self, X):  # X: (batch, steps) digits
-        # d2l scales the embedding by sqrt(num_hiddens) before adding positions; we do not, so that positions
-        # (which this task is all about) are as loud as the digits: training then escapes its plateau at once
-        H = self.pos_encoding(self.embedding(X))  # (batch, steps, num_hiddens)
+        # d2l scales the embedding by sqrt(num_hiddens) before adding
+        # positions; we do not, so that positions (which this task is all
+        # about) are as loud as the digits: training escapes its plateau
+        H = self.pos_encoding(self.embedding(X))  # (batch, steps, hiddens)
         for block in self.blocks:
             H = block(H)  # (batch, steps, num_hiddens)
         return self.head(H)  # (batch, steps, vocab_size) logits
@@ -174,23 +181,25 @@ def train(config: Config = Config(), progress: bool = True) -> Result:
         torch.set_num_threads(threads)
 
 
+TRAINING_PAGE = "book/capstone/training.md"
+
+
 def cache_dir() -> Path:
+    """Where the training page leaves the trained model for the pages after it (`CAPSTONE_CACHE` overrides)."""
     return Path(os.environ.get("CAPSTONE_CACHE", Path(__file__).resolve().parents[1] / "_build" / "capstone"))
 
 
-def trained(config: Config = Config(), progress: bool = True) -> Result:
-    """`train(config)`, or the model a previous page trained with the same config (kept under `_build/`).
+def saved_path(config: Config) -> Path:
+    return cache_dir() / f"reversal-{config.key()}.pt"
 
-    The pages of the capstone share one training run this way; the cache is only a shortcut, since training is
-    seeded and repeats to the same weights on the same machine.
+
+def save(result: Result) -> Path:
+    """Write the trained weights and the run's figures to `saved_path(result.config)`; returns the path.
+
+    The training page calls this after `train`: the capstone is trained once, there, and the pages after it
+    `load` that run (the book executes pages in the order of the table of contents: `sphinx_fixes`).
     """
-    path = cache_dir() / f"reversal-{config.key()}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=False)
-        model = ReversalModel(config)
-        model.load_state_dict(saved["state_dict"])
-        return Result(model.eval(), config, saved["accuracy"], saved["seconds"], saved["losses"], saved["step_losses"])
-    result = train(config, progress=progress)
+    path = saved_path(result.config)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -204,4 +213,22 @@ def trained(config: Config = Config(), progress: bool = True) -> Result:
         tmp,
     )
     tmp.replace(path)
-    return result
+    return path
+
+
+def load(config: Config = Config()) -> Result:
+    """The model that the training page trained and `save`d with this config; never trains.
+
+    Raises FileNotFoundError, saying what to do, when the training page has not run in this build tree.
+    """
+    path = saved_path(config)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained capstone model at {path}: {TRAINING_PAGE} trains it and saves it there when it executes. "
+            "Build the book (it executes that page first), or, if the build cached that page's outputs but the "
+            "file is gone, remove _build/.jupyter_cache and build again."
+        )
+    saved = torch.load(path, weights_only=False)
+    model = ReversalModel(config)
+    model.load_state_dict(saved["state_dict"])
+    return Result(model.eval(), config, saved["accuracy"], saved["seconds"], saved["losses"], saved["step_losses"])

@@ -57,6 +57,14 @@ def repository(root: Path = ROOT) -> tuple[str, str]:
     return str(repo["url"]).rstrip("/"), str(repo.get("branch") or "main")
 
 
+EXAMPLE_URL = "https://github.com/example-org/attention-from-scratch"
+
+
+def is_example(url: str) -> bool:
+    """Whether `url` is still the example that `_config.yml` ships (no such repository exists)."""
+    return str(url).rstrip("/").removesuffix(".git").lower() == EXAMPLE_URL
+
+
 def github_parts(url: str) -> tuple[str, str]:
     """(org, repo) of a https://github.com/<org>/<repo> URL."""
     match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", url)

@@ -77,10 +77,13 @@ def peak_bytes(fn, device="cpu") -> int:
 
 
 def naive_attention(queries, keys, values, causal=False):
-    """Textbook attention: the whole (n_q, n_k) score matrix, then softmax, then the weighted sum."""
-    scores = queries @ keys.transpose(-2, -1) / queries.shape[-1] ** 0.5  # (B, n_q, n_k)
+    """Textbook attention: the whole (n_q, n_k) score matrix, then softmax,
+    then the weighted sum."""
+    d = queries.shape[-1]
+    scores = queries @ keys.transpose(-2, -1) / d**0.5  # (B, n_q, n_k)
     if causal:
         n_q, n_k = scores.shape[-2:]
-        future = torch.ones(n_q, n_k, dtype=torch.bool, device=scores.device).triu(1)
+        ones = torch.ones(n_q, n_k, dtype=torch.bool, device=scores.device)
+        future = ones.triu(1)
         scores = scores.masked_fill(future, float("-inf"))
     return torch.softmax(scores, dim=-1) @ values

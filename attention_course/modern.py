@@ -27,22 +27,32 @@ from torch import nn
 
 
 def rope_inverse_frequencies(d: int, base: float = 10000.0) -> torch.Tensor:
-    """omega_j = base^(-2j/d) for j = 0 .. d/2 - 1: pair j turns by p * omega_j radians at position p."""
-    return torch.pow(float(base), -torch.arange(0, d, 2, dtype=torch.float64) / d)
+    """omega_j = base^(-2j/d) for j = 0 .. d/2 - 1: pair j turns by
+    p * omega_j radians at position p."""
+    exponents = torch.arange(0, d, 2, dtype=torch.float64) / d  # 2j/d
+    return torch.pow(float(base), -exponents)
 
 
 def _angles(n: int, d: int, positions, base: float) -> torch.Tensor:
     positions = torch.arange(n) if positions is None else positions
-    return torch.outer(positions.to(torch.float64), rope_inverse_frequencies(d, base))  # (n, d/2)
+    omega = rope_inverse_frequencies(d, base)  # (d/2,)
+    return torch.outer(positions.to(torch.float64), omega)  # (n, d/2)
 
 
-def rope_complex(x: torch.Tensor, positions=None, base: float = 10000.0) -> torch.Tensor:
-    """Interleaved RoPE as complex multiplication (the layout of the RoFormer paper and of the assignment)."""
+def rope_complex(
+    x: torch.Tensor,
+    positions=None,
+    base: float = 10000.0,
+) -> torch.Tensor:
+    """Interleaved RoPE as complex multiplication (the layout of the
+    RoFormer paper and of the assignment)."""
     d = x.shape[-1]
     angles = _angles(x.shape[-2], d, positions, base).float()  # (n, d/2)
-    phase = torch.polar(torch.ones_like(angles), angles)  # unit complex numbers
-    as_complex = torch.view_as_complex(x.float().reshape(*x.shape[:-1], d // 2, 2).contiguous())
-    return torch.view_as_real(as_complex * phase).reshape(x.shape).to(x.dtype)
+    phase = torch.polar(torch.ones_like(angles), angles)  # e^(i angle)
+    pairs = x.float().reshape(*x.shape[:-1], d // 2, 2).contiguous()
+    as_complex = torch.view_as_complex(pairs)  # (..., n, d/2)
+    turned = torch.view_as_real(as_complex * phase)  # (..., n, d/2, 2)
+    return turned.reshape(x.shape).to(x.dtype)
 
 
 def rope_rotate_half(x: torch.Tensor, positions=None, base: float = 10000.0) -> torch.Tensor:
@@ -87,22 +97,27 @@ class CachedAttention(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None):
         batch, n, _ = x.shape
         start = 0 if cache is None else cache.next_pos
-        pos = torch.arange(start, start + n, device=x.device)
-        q = self.q(x).unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)  # (batch, heads, n, hd)
-        k, v = (
-            self.kv(x).unflatten(-1, (2, self.groups, self.head_dim)).permute(2, 0, 3, 1, 4)
-        )  # (batch, groups, n, hd)
+        pos = torch.arange(start, start + n, device=x.device)  # absolute
+        q = self.q(x).unflatten(-1, (self.heads, self.head_dim))
+        q = q.transpose(1, 2)  # (batch, heads, n, hd)
+        kv = self.kv(x).unflatten(-1, (2, self.groups, self.head_dim))
+        k, v = kv.permute(2, 0, 3, 1, 4)  # each (batch, groups, n, hd)
         if self.rope_base is not None:
-            q, k = rope_complex(q, pos, self.rope_base), rope_complex(k, pos, self.rope_base)
+            q = rope_complex(q, pos, self.rope_base)
+            k = rope_complex(k, pos, self.rope_base)
         if cache is not None:
-            k, v = torch.cat((cache.keys, k), dim=2), torch.cat((cache.values, v), dim=2)
-        key_pos = torch.arange(start + n - k.shape[2], start + n, device=x.device)  # absolute positions
-        mask = allowed_keys(pos, key_pos, self.window)  # bottom-right aligned
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)  # (batch, heads, n, hd)
-        if self.window is not None:  # later tokens never look further back than window - 1 steps
+            k = torch.cat((cache.keys, k), dim=2)  # (batch, groups, all, hd)
+            v = torch.cat((cache.values, v), dim=2)
+        first = start + n - k.shape[2]  # absolute position of the first key
+        key_pos = torch.arange(first, start + n, device=x.device)
+        mask = allowed_keys(pos, key_pos, self.window)  # bottom-right
+        sdpa = F.scaled_dot_product_attention  # enable_gqa: no copies
+        out = sdpa(q, k, v, attn_mask=mask, enable_gqa=True)  # (b, h, n, hd)
+        if self.window is not None:  # later tokens look back < window steps
             first_kept = max(k.shape[2] - (self.window - 1), 0)
             k, v = k[:, :, first_kept:], v[:, :, first_kept:]
-        return self.o(out.transpose(1, 2).flatten(2)), KVCache(k, v, start + n)
+        out = self.o(out.transpose(1, 2).flatten(2))  # (batch, n, d_model)
+        return out, KVCache(k, v, start + n)
 
 
 class Block(nn.Module):
@@ -128,7 +143,7 @@ class TinyLM(nn.Module):
         self.head = nn.Linear(d_model, vocab, bias=False)
 
     def forward(self, tokens: torch.Tensor, caches: list | None = None):
-        """tokens (batch, n) -> logits (batch, n, vocab), one cache per layer."""
+        """tokens (batch, n) -> logits (batch, n, vocab) and the caches."""
         x = self.embed(tokens)
         caches = caches or [None] * len(self.blocks)
         new = []

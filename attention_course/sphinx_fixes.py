@@ -14,6 +14,13 @@
   copy `<page>.ipynb`, which `make student-repo` writes next to it in the student repository
   (`attention_course.launch`); the theme has no option for that (it uses an `.ipynb` only when one lies beside the
   source). A launch URL that does not name the page's source fails the build rather than publishing a dead link.
+- While `_config.yml`'s `repository.url` is still the example it ships (`launch.EXAMPLE_URL`, a repository that
+  does not exist), every Binder, Colab, JupyterHub and repository button would be a dead link: the site is built
+  without them, and the build says (in red, not as a warning, since `-W` would fail the build) which setting to
+  change to get them.
+- Sphinx reads (and myst-nb executes) the pages in alphabetical order of their names; a page that uses what an
+  earlier page of the book made (the capstone's maps load the model its training page trains) would run before
+  it. Pages are read in the order of the table of contents instead, the order a reader follows.
 - This module's code is a config value of the HTML builder, so changing a fix rewrites every page.
 
 Fixes of the theme's own widgets, which are made in the browser, are in `_static/accessibility.js`.
@@ -84,10 +91,83 @@ def _launch_the_ipynb_copies(app, pagename, templatename, context, doctree):
             button["url"] = url.replace(md, ipynb)
 
 
+HIDDEN_WITH_THE_EXAMPLE_URL = ("launch-buttons", "source-repository-button", "source-file-button", "source-edit-button")
+
+
+def _repository_url(app) -> str:
+    return (getattr(app.config, "html_theme_options", None) or {}).get("repository_url", "") or ""
+
+
+def _say_the_example_url_hides_buttons(app):
+    from sphinx.util import logging
+    from sphinx.util.console import bold, red
+
+    from attention_course import launch
+
+    if launch.is_example(_repository_url(app)):
+        logging.getLogger(__name__).info(
+            bold(
+                red(
+                    f"_config.yml: repository.url is still the example {launch.EXAMPLE_URL}: the site is built "
+                    "without its Binder, Colab and repository buttons. Set it to the student repository "
+                    "(`make student-repo`) to get them."
+                )
+            )
+        )
+
+
+def _hide_buttons_of_the_example_repository(app, pagename, templatename, context, doctree):
+    from attention_course import launch
+
+    if not launch.is_example(_repository_url(app)):
+        return
+    groups = context.get("header_buttons") or []
+    for group in groups:  # the repository button lives in a dropdown group with the other source buttons
+        if "buttons" in group:
+            group["buttons"][:] = [b for b in group["buttons"] if b.get("label") not in HIDDEN_WITH_THE_EXAMPLE_URL]
+    groups[:] = [
+        g for g in groups if g.get("label") not in HIDDEN_WITH_THE_EXAMPLE_URL and ("buttons" not in g or g["buttons"])
+    ]
+
+
+def toc_order(toc_path: Path) -> list[str]:
+    """The documents of a Jupyter Book `_toc.yml`, root first, in the order a reader meets them."""
+    import yaml
+
+    toc = yaml.safe_load(Path(toc_path).read_text())
+    order = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                order.append(
+                    str(Path(entry["file"]).with_suffix("")) if "." in Path(entry["file"]).name else entry["file"]
+                )
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return order
+
+
+def _read_in_toc_order(app, env, docnames):
+    toc = getattr(app.config, "external_toc_path", None) or "_toc.yml"
+    path = Path(app.confdir, toc) if not Path(toc).is_absolute() else Path(toc)
+    if not path.is_file():
+        return
+    rank = {doc: i for i, doc in enumerate(toc_order(path))}
+    docnames.sort(key=lambda doc: (rank.get(doc, len(rank)), doc))  # in place, as the event asks
+
+
 def setup(app):
     app.add_config_value("attention_course_fixes", hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), "html")
+    app.connect("env-before-read-docs", _read_in_toc_order)
     app.connect("source-read", _note_exercise_dependencies)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("html-page-context", _fix_biblio_roles, priority=900)
     app.connect("html-page-context", _launch_the_ipynb_copies, priority=600)  # after the theme's (501)
+    app.connect("html-page-context", _hide_buttons_of_the_example_repository, priority=700)
+    app.connect("builder-inited", _say_the_example_url_hides_buttons)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -6,16 +6,19 @@ Performance page; the book build never runs this script).
     `F.scaled_dot_product_attention` (SDPA) and the course's `online_softmax_attention` (reference): forward time,
     forward + backward time and peak memory over sequence lengths, each also as a ratio to SDPA measured in the
     same run, on the CPU and on CUDA when present.
-(b) The course itself: a cold and a warm `jupyter-book build` of the book in a temporary copy, and seconds per
-    graded notebook of plain `nbgrader autograde` over simulated submissions (reference answers) in a temporary
-    course copy.
+(b) The course itself: a cold and a warm `jupyter-book build` of the book in a temporary copy (and how many pages
+    its table of contents lists: the book measured), and seconds per graded notebook of the course's grader
+    (`make grade`: sandbox and judge; its `GRADER_VERSION` is recorded) and of plain `nbgrader autograde`, over
+    simulated submissions (reference answers) in a temporary course copy.
 (c) Generation (the modern-attention chapter): decode throughput in tokens per second of
     `attention_course.modern.TinyLM` (4 layers, 256 features, 8 query heads in 2 key/value groups) with and without
     the key-value cache, after n tokens, and the cache bytes per token of MHA, GQA and MQA at the size of Llama 2 7B
     (32 layers, 32 heads of 128, bfloat16), measured on one layer of each; CPU and CUDA when present.
 
 Options: --lengths 256 512 1024, --repeats 3, --threads 1, --skip-book, --skip-grading, --students 3, --out PATH,
---decode-lengths 128 256 512 1024, --decode-only (measure (c) alone and replace its part of an existing results file).
+--decode-lengths 128 256 512 1024, --decode-only (measure (c) alone and replace its part of an existing results
+file), --assignments A B (grade only these; default every one), --note TEXT (recorded with the machine, e.g. what
+else ran on it). The load average is recorded at the start and at the end of the run.
 """
 
 from __future__ import annotations
@@ -240,14 +243,14 @@ def _env(home: Path) -> dict:
 
 def bench_book(tmp: Path) -> dict:
     """Cold build (no cache) and warm rebuild (nothing changed) of the whole book in a copy."""
-    copy = tmp / "book-copy"
-    copy.mkdir()
-    for name in ("_config.yml", "_toc.yml", "references.bib"):
-        shutil.copy2(ROOT / name, copy / name)
-    for folder in ("book", "attention_course", "benchmarks"):
-        shutil.copytree(
-            ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
-        )
+    copy = tmp / "book-copy"  # the checkout as the build sees it (exercises/ and _static/ included), no build tree
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "_build", "__pycache__", ".ipynb_checkpoints", "submitted", "autograded", "feedback"
+        ),
+    )
     env = _env(tmp / "home")
     env["PYTHONPATH"] = str(copy)
     env["CAPSTONE_CACHE"] = str(copy / "_build" / "capstone")
@@ -261,37 +264,67 @@ def bench_book(tmp: Path) -> dict:
         "-n",
         "--keep-going",
     ]
-    pages = len(list((copy / "book").rglob("*.md")))
+    from attention_course.sphinx_fixes import toc_order
+
+    pages = len(toc_order(copy / "_toc.yml"))  # what the site has: the table of contents, root included
     cold = _run(cmd, copy, env)
     warm = _run(cmd, copy, env)
     return {"cold_seconds": cold, "warm_seconds": warm, "pages": pages}
 
 
-def bench_grading(tmp: Path, students: int) -> list[dict]:
-    """Plain `nbgrader autograde <assignment>` of `students` submissions (the reference answers) per assignment."""
-    course = tmp / "course"
-    course.mkdir()
-    shutil.copy2(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-    for folder in ("solutions", "exercises"):
-        shutil.copytree(ROOT / folder, course / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+def bench_grading(tmp: Path, students: int, assignments: list[str] | None = None) -> list[dict]:
+    """Per assignment, `students` submissions (the reference answers) graded by the course's grader (`make grade`,
+    one job: sandbox, judge, feedback) and by plain `nbgrader autograde`, each in its own course copy."""
+    from tools.synthetic import build_class
+
     env = _env(tmp / "home")
-    db = f"--CourseDirectory.db_url=sqlite:///{course}/gradebook.db"
+    env.pop("GRADEBOOK_URL", None)
     nbgrader = str(Path(sys.executable).parent / "nbgrader")
     rows = []
-    for assignment in tqdm(sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()), desc="grading"):
-        release = nbt.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb")
-        answers = nbt.reference_answers(nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
-        for s in range(students):
-            nbt.write(
-                nbt.with_answers(release, answers),
-                course / "submitted" / f"student{s}" / assignment / f"{assignment}.ipynb",
-            )
+    every = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+    unknown = set(assignments or []) - set(every)
+    if unknown:
+        raise SystemExit(f"--assignments: no such assignment {sorted(unknown)} (there are {every})")
+    for assignment in tqdm([a for a in every if not assignments or a in assignments], desc="grading"):
+        course = tmp / f"course-{assignment}"
+        build_class(course, assignment, students)  # students <= 1 + rewritten correct answers: full marks
+        db = f"--CourseDirectory.db_url=sqlite:///{course}/plain.db"
         _run([nbgrader, "generate_assignment", assignment, "--force", db], course, env)
-        took = _run([nbgrader, "autograde", assignment, "--force", db], course, env)
+        plain = _run([nbgrader, "autograde", assignment, "--force", db], course, env)
+        grade_env = {**env, "GRADEBOOK_URL": f"sqlite:///{course}/grade.db"}
+        make_grade = _run(
+            [
+                "make",
+                "--no-print-directory",
+                "-C",
+                str(ROOT),
+                "grade",
+                f"ASSIGNMENT={assignment}",
+                f"COURSE={course}",
+                "JOBS=1",
+                "GRADE_FLAGS=--force --no-progress",
+            ],
+            ROOT,
+            grade_env,
+        )
         rows.append(
-            {"assignment": assignment, "notebooks": students, "seconds": took, "seconds_per_notebook": took / students}
+            {
+                "assignment": assignment,
+                "notebooks": students,
+                "make_grade_seconds": make_grade,
+                "make_grade_seconds_per_notebook": make_grade / students,
+                "plain_seconds": plain,
+                "plain_seconds_per_notebook": plain / students,
+            }
         )
     return rows
+
+
+def grader() -> dict:
+    """What graded: the course grader's version (bumped when grading changes what it measures)."""
+    from attention_course.grading.grade import GRADER_VERSION
+
+    return {"version": GRADER_VERSION, "command": "make grade JOBS=1 (sandbox + judge, feedback included)"}
 
 
 def _restamp(out: Path, name: str, date: str) -> None:
@@ -315,6 +348,10 @@ def main(argv=None) -> int:
         help="torch CPU threads for (a); 1 by default: timings on a shared machine are steadier",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument(
+        "--assignments", nargs="+", default=None, help="grade only these assignments (default: every one)"
+    )
+    parser.add_argument("--note", default="", help="recorded with the machine: e.g. what else ran on it")
     parser.add_argument("--decode-lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
     parser.add_argument(
         "--decode-only",
@@ -337,7 +374,7 @@ def main(argv=None) -> int:
         print(f"\nwrote {args.out} (decode part only, {results['decode']['machine']['bench_seconds']:.0f} s)")
         return 0
     results = {
-        "machine": machine(),
+        "machine": {**machine(), "note": args.note},
         "settings": {
             "lengths": args.lengths,
             "repeats": args.repeats,
@@ -375,14 +412,16 @@ def main(argv=None) -> int:
                 f"{results['book']['warm_seconds']:.1f} s ({results['book']['pages']} pages)"
             )
         if not args.skip_grading:
-            results["grading"] = bench_grading(tmp, args.students)
-            print("\nGrading (plain nbgrader autograde, reference answers):")
+            results["grader"] = grader()
+            results["grading"] = bench_grading(tmp, args.students, args.assignments)
+            print(f"\nGrading (reference answers; grader version {results['grader']['version']}), s per notebook:")
             for r in results["grading"]:
                 print(
-                    f"  {r['assignment']:24} {r['notebooks']} notebooks in {r['seconds']:6.1f} s = "
-                    f"{r['seconds_per_notebook']:5.1f} s per notebook"
+                    f"  {r['assignment']:24} make grade {r['make_grade_seconds_per_notebook']:5.1f}, "
+                    f"plain nbgrader autograde {r['plain_seconds_per_notebook']:5.1f}"
                 )
     results["machine"]["bench_seconds"] = time.perf_counter() - start
+    results["machine"]["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     _restamp(args.out, "RESULTS_STAMP", results["machine"]["date"])
     _restamp(args.out, "DECODE_STAMP", results["decode"]["machine"]["date"])

@@ -122,3 +122,39 @@ def test_every_assignment_has_a_page_with_its_notebook(html, assignment):
         for source in part.answers.values():
             for name in assignments.names(source):
                 assert name in text, f"{page} does not show {name}"
+
+
+def _sidebar(html, page: str) -> list[tuple[int, str]]:
+    """The sidebar's entries on `page`: (level, text) in document order."""
+    text = (html / f"{page}.html").read_text()
+    nav = re.search(r'<nav class="[^"]*\bbd-docs-nav\b.*?</nav>', text, re.S)
+    assert nav, f"{page} has no sidebar"
+    entries = re.findall(r'<li class="toctree-l(\d)[^"]*">\s*<a [^>]*>(.*?)</a>', nav.group(0), re.S)
+    return [(int(level), html_module.unescape(re.sub(r"<[^>]+>", "", label)).strip()) for level, label in entries]
+
+
+def test_sidebar_numbers_each_chapter_s_pages_without_gaps(html):
+    """Chapter N's pages read N.1, N.2, ... in the sidebar, as many as _toc.yml lists, on every page.
+
+    Sphinx numbers the sections of a chapter's index page together with its pages: two `##` headings on an
+    index page made its first page N.3.
+    """
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    numbered = [c for part in toc["parts"] if part.get("numbered") for c in part["chapters"]]
+    assert numbered
+    for page in PAGES:
+        entries = _sidebar(html, page)
+        chapters = [label for level, label in entries if level == 1 and re.match(r"\d+\. ", label)]
+        assert [c.split(". ")[0] for c in chapters] == [str(i) for i in range(1, len(numbered) + 1)], (page, chapters)
+        for number, chapter in enumerate(numbered, start=1):
+            start = next(
+                i for i, (level, label) in enumerate(entries) if level == 1 and label.startswith(f"{number}. ")
+            )
+            sections = []
+            for level, label in entries[start + 1 :]:
+                if level == 1:
+                    break
+                if level == 2:
+                    sections.append(label.split(" ")[0])
+            expected = [f"{number}.{k}." for k in range(1, len(chapter.get("sections", [])) + 1)]
+            assert sections == expected, f"{page}: chapter {number} ({chapter['file']}) numbered {sections}"

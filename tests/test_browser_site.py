@@ -193,13 +193,20 @@ def test_search_finds_softmax(visit):
 def test_launch_and_repository_buttons(visit):
     """A chapter page offers Binder (JupyterLab) and Colab on its launch copy `<page>.ipynb`, and links the student
     repository; a JupyterHub button only when `_config.yml` names a hub (tests/test_launch_buttons.py checks
-    that every such URL opens a file of the student repository)."""
+    that every such URL opens a file of the student repository). While `_config.yml` holds the example URL, none
+    of them is there (they would be dead links)."""
     import yaml
+
+    from attention_course import launch
 
     page = next(p for p in PAGES if p.startswith("book/") and not p.endswith("/index") and "/" in p[5:])
     tab = visit.page
     tab.goto(f"{visit.base}/{page}.html", wait_until="load")
     hrefs = tab.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    if launch.is_example(launch.repository()[0]):
+        dead = [h for h in hrefs if urlsplit(h).netloc in ("github.com", "mybinder.org", "colab.research.google.com")]
+        assert not dead, f"dead links of the example repository: {dead}"
+        return
     assert any(urlsplit(h).netloc == "github.com" for h in hrefs), "no repository button"
     hub = (yaml.safe_load((ROOT / "_config.yml").read_text())["launch_buttons"] or {}).get("jupyterhub_url")
     hub_links = [h for h in hrefs if "/hub/user-redirect/" in h]
@@ -225,3 +232,46 @@ def test_exercise_download_is_the_student_notebook(visit, secrets, assignment, t
         assert marker not in text
     assert not leaks.find_leaks(secrets, [path])
     assert "raise NotImplementedError" in text
+
+
+CODE_JS = """() => {
+    const blocks = Array.from(document.querySelectorAll('div.cell_input pre, div.highlight-bash pre, '
+        + 'div.highlight-python pre, div.highlight-ipython3 pre')).filter(b => !b.closest('.cell_output'));
+    const wide = blocks.filter(b => b.scrollWidth > b.clientWidth + 1).map(b => {
+        const line = b.innerText.split('\\n').reduce((a, l) => l.length > a.length ? l : a, '');
+        return line.length + ' chars: ' + line;
+    });
+    return {count: blocks.length, wide};
+}"""
+
+CAPACITY_JS = """() => {
+    const pre = document.querySelector('div.cell_input pre');
+    const probe = document.createElement('span');
+    probe.textContent = 'x'.repeat(200);
+    pre.appendChild(probe);
+    const style = getComputedStyle(pre);
+    const inner = pre.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const perChar = probe.getBoundingClientRect().width / 200;
+    probe.remove();
+    return inner / perChar;
+}"""
+
+
+def test_code_blocks_show_page_code_width_characters(visit):
+    """The width limit of tests/test_page_code_width.py is what a code block shows in a 1280-pixel window."""
+    from test_page_code_width import WIDTH
+
+    tab = visit.page
+    tab.goto(f"{visit.base}/book/attention-pooling/softmax.html", wait_until="load")
+    fits = tab.evaluate(CAPACITY_JS)
+    print(f"a code block at 1280 px shows {fits:.1f} characters")
+    assert WIDTH <= fits < WIDTH + 2, f"{fits:.1f} characters fit; the source test allows {WIDTH}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_code_lines_are_not_cut_off(visit, page):
+    """No code block of any page (code cells, shell blocks, included sources; not outputs) scrolls sideways."""
+    tab = visit.page
+    tab.goto(f"{visit.base}/{page}.html", wait_until="load")
+    found = tab.evaluate(CODE_JS)
+    assert not found["wide"], f"{page}: {len(found['wide'])} of {found['count']} blocks cut off: {found['wide'][:5]}"

@@ -3,6 +3,8 @@ by `attention_course.capstone` (the code the capstone pages run) reverses held-o
 exact-match accuracy. The training time is printed, never asserted."""
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,12 +88,38 @@ def test_training_is_seeded():
 
 
 @pytest.mark.slow
-def test_cache_round_trip(tmp_path, monkeypatch):
+def test_save_and_load_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path))
     config = capstone.Config(train_size=256, test_size=32, epochs=1)
-    first = capstone.trained(config, progress=False)
-    again = capstone.trained(config, progress=False)
+    with pytest.raises(FileNotFoundError, match="training.md trains it"):
+        capstone.load(config)  # nothing trained yet: load never trains, it says which page does
+    first = capstone.train(config, progress=False)
+    assert capstone.save(first) == capstone.saved_path(config) and capstone.saved_path(config).is_file()
+    again = capstone.load(config)
     assert math.isclose(first.accuracy, again.accuracy) and first.losses == again.losses
     X = capstone.reversal_data(config)[1][0]
     with torch.no_grad():
         torch.testing.assert_close(first.model.eval()(X), again.model.eval()(X))
+    with pytest.raises(FileNotFoundError):
+        capstone.load(capstone.Config(train_size=256, test_size=32, epochs=2))  # another config: another run
+
+
+def test_the_capstone_is_trained_once_on_its_training_page():
+    """Only book/capstone/training.md trains (and saves); the pages after it load that run, and the book
+    executes pages in the order of the table of contents, so the training page runs first."""
+    from sitebuild import toc_pages
+
+    from attention_course.sphinx_fixes import toc_order
+
+    root = Path(__file__).resolve().parents[1]
+    pages = toc_pages(root)
+    training = capstone.TRAINING_PAGE.removesuffix(".md")
+    trains = [p for p in pages if re.search(r"capstone\.(train|trained)\(", (root / f"{p}.md").read_text())]
+    assert trains == [training], trains
+    assert "capstone.save(result)" in (root / capstone.TRAINING_PAGE).read_text()
+    loads = [p for p in pages if "capstone.load(" in (root / f"{p}.md").read_text()]
+    assert loads == ["book/capstone/attention-maps"], loads
+    order = toc_order(root / "_toc.yml")
+    assert order == pages  # read in toc order: attention-maps sorts before training by name, not here
+    assert all(order.index(training) < order.index(p) for p in loads)
+    assert sorted(order).index("book/capstone/attention-maps") < sorted(order).index(training)  # why it matters

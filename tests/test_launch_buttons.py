@@ -39,6 +39,7 @@ from attention_course import launch
 from tools import student_repo
 
 URL, BRANCH = launch.repository()
+LAUNCH_HOSTS = ("colab.research.google.com", "mybinder.org")
 ORG, REPO = launch.github_parts(URL)
 PAGES = [str(p) for p in launch.notebook_pages()]
 # Representative pages for the fresh environment: d2l only; the course package and d2l (modern attention); the
@@ -212,9 +213,37 @@ def site_links(page_html: Path) -> list[str]:
     return parser.hrefs
 
 
+def test_example_repository_hides_launch_and_repository_buttons():
+    """With the example URL (no such repository) the theme's launch and repository buttons are dropped, downloads
+    stay; with a real URL nothing is dropped."""
+    from types import SimpleNamespace
+
+    from attention_course import sphinx_fixes
+
+    def buttons(url):
+        context = {
+            "header_buttons": [
+                {"label": "download-buttons", "buttons": [{"label": "download-source-button"}]},
+                {"label": "launch-buttons", "buttons": [{"label": "binder"}, {"label": "colab"}]},
+                {"type": "group", "buttons": [{"label": "source-repository-button", "url": url}]},
+                {"label": "fullscreen-button"},
+            ]
+        }
+        app = SimpleNamespace(config=SimpleNamespace(html_theme_options={"repository_url": url}))
+        sphinx_fixes._hide_buttons_of_the_example_repository(app, "book/intro", "page.html", context, None)
+        return [g.get("label") or [b["label"] for b in g["buttons"]] for g in context["header_buttons"]]
+
+    assert launch.is_example(launch.EXAMPLE_URL) and launch.is_example(launch.EXAMPLE_URL + ".git")
+    assert buttons(launch.EXAMPLE_URL) == ["download-buttons", "fullscreen-button"]
+    real = "https://github.com/a-university/attention-student"
+    assert not launch.is_example(real)
+    assert buttons(real) == ["download-buttons", "launch-buttons", ["source-repository-button"], "fullscreen-button"]
+
+
 @pytest.mark.slow
 def test_site_launch_links_resolve(student):
-    """Every launch URL, repository link and .ipynb download in the built site resolves to a file."""
+    """Every launch URL, repository link and .ipynb download in the built site resolves to a file; a site built
+    with the example URL of `_config.yml` links to no repository and launches nothing (all would be dead)."""
     html = built_html()
     launched, downloads = {}, {}
     for page in toc_pages():
@@ -222,6 +251,9 @@ def test_site_launch_links_resolve(student):
         assert page_html.is_file(), page_html
         for href in site_links(page_html):
             path = target(href)
+            if launch.is_example(URL):
+                dead = path is not None or "example-org" in href or urlsplit(href).netloc in LAUNCH_HOSTS
+                assert not dead, f"{page}: {href} is a dead link (repository.url is the example)"
             if path is not None:
                 assert path == "" or (student / path).is_file(), f"{page}: {href} opens {path}, not in the student repo"
                 if path:
@@ -234,7 +266,8 @@ def test_site_launch_links_resolve(student):
                     downloads[page] = downloaded
     notebooks = [p.removesuffix(".md") for p in PAGES if p.removesuffix(".md") in toc_pages()]
     for page in notebooks:  # Colab and Binder on every notebook page (no hub is configured by default)
-        assert launched.get(page) == {"colab.research.google.com", "mybinder.org"}, (page, launched.get(page))
+        if not launch.is_example(URL):
+            assert launched.get(page) == set(LAUNCH_HOSTS), (page, launched.get(page))
         nb = nbformat.read(str(downloads[page]), as_version=4)  # the download is the page, executed
         code = [c.source for c in nb.cells if c.cell_type == "code"]
         assert code == page_code_cells(ROOT / f"{page}.md"), f"{page}: the download's code differs from the page's"
