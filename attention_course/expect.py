@@ -47,9 +47,11 @@ def set_weights(module, shapes: dict, scale: float = 1.0, std: float | None = No
         try:
             param = _lookup(module, name)
         except AttributeError:
-            raise AssertionError(f"{name} is missing") from None
-        assert isinstance(param, torch.Tensor), f"{name} must be a tensor (a parameter), not {type(param).__name__}"
-        assert tuple(param.shape) == shape, f"{name} has shape {tuple(param.shape)}, expected {shape}"
+            raise Verdict(f"{name} is missing") from None
+        if not isinstance(param, torch.Tensor):
+            raise Verdict(f"{name} must be a tensor (a parameter)")
+        if tuple(param.shape) != shape:
+            raise Verdict(f"{name} has the wrong shape", f"{name} has shape {tuple(param.shape)}, expected {shape}")
         value = torch.randn(shape) * (std if std is not None else scale / math.sqrt(max(shape[-1], 1)))
         with torch.no_grad():
             param.copy_(value)
@@ -58,18 +60,28 @@ def set_weights(module, shapes: dict, scale: float = 1.0, std: float | None = No
     return copies
 
 
+class Verdict(AssertionError):
+    """A failure these helpers (or the judge) state: `public` names no size or value, so it may be shown even
+    after hidden inputs reached the student's kernel; the full text (str) is for in-kernel runs."""
+
+    def __init__(self, public: str, detail: str | None = None):
+        super().__init__(detail or public)
+        self.public = public
+
+
 def _compare(module, copies: dict[str, torch.Tensor], message: str) -> None:
     for name, value in copies.items():
         try:
             now = _lookup(module, name)
         except AttributeError:
-            raise AssertionError(f"{message}: {name} is gone") from None
+            raise Verdict(f"{message}: {name} is gone") from None
         same = (
             isinstance(now, torch.Tensor)
             and tuple(now.shape) == tuple(value.shape)
             and torch.equal(now.detach().as_subclass(torch.Tensor).to(value.dtype), value)
         )
-        assert same, f"{message}: {name}"
+        if not same:
+            raise Verdict(f"{message}: {name}")
 
 
 def assert_unchanged(module, copies: dict[str, torch.Tensor]) -> None:
@@ -79,4 +91,5 @@ def assert_unchanged(module, copies: dict[str, torch.Tensor]) -> None:
 
 def assert_same(tensor: torch.Tensor, kept: torch.Tensor, what: str = "input") -> None:
     """Fail if `tensor` (an input the test passed) differs from the copy the test kept before the call."""
-    assert torch.equal(tensor, kept), f"your code modified its input {what} in place"
+    if not torch.equal(tensor, kept):
+        raise Verdict(f"your code modified its input {what} in place")

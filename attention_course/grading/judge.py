@@ -42,6 +42,7 @@ import time
 import torch
 
 from attention_course import checks
+from attention_course.expect import Verdict
 from attention_course.grading import wire
 from attention_course.grading.ids import escape
 from attention_course.grading.records import RunStatus
@@ -170,6 +171,8 @@ def _trusted_failure(exc: BaseException, gid: str, code: str, hidden: bool) -> d
     student's output on hidden inputs); anything else in a hidden block gives one fixed sentence; in a visible
     block (public source) the failing line is quoted."""
     ename = _ename(exc, trusted_only=True)
+    if isinstance(exc, Verdict) and not isinstance(exc, RemoteError):  # the judge's or expect's own text
+        return {"status": RunStatus.ERROR, "ename": ename, "evalue": escape(exc.public, 500)}
     line, innermost = _failing_line(exc, gid)
     static = None
     if type(exc) is AssertionError and innermost and line is not None:
@@ -382,7 +385,7 @@ def _check_inputs_unchanged(sent, after, where: str = "") -> None:
             and (torch.equal(after, sent) or bool(torch.isclose(after, sent, 0, 0, equal_nan=True).all()))
         )
         if not same:
-            raise AssertionError(f"your function modified its input{where} in place")
+            raise Verdict(f"your function modified its input{where} in place")
     elif isinstance(sent, (list, tuple)) and isinstance(after, (list, tuple)) and len(sent) == len(after):
         for i, (item, new) in enumerate(zip(sent, after)):
             _check_inputs_unchanged(item, new, where or f" (argument {i + 1})")
