@@ -16,7 +16,7 @@ if os.environ.get("GRADEBOOK_URL"):
 
 # What a student finds in place of each answer: an error that says what to do.
 c.ClearSolutions.code_stub = {
-    "python": '# YOUR CODE HERE\nraise NotImplementedError("Not implemented yet: replace this line with your answer.")'
+    "python": '# YOUR CODE HERE\nraise NotImplementedError("Replace this line with your answer.")'
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 

@@ -79,7 +79,8 @@ def test_no_escape_is_silent(graded):
 
 
 def test_the_memory_bound_is_read_from_the_sandbox(graded):
-    """The numpy escape makes no torch tensor of the full score matrix: only the cgroup saw it, and said so."""
+    """The numpy escape makes no torch tensor of the full score matrix: the cgroup saw it and said so (its test
+    fails); the scan flags its numpy as well, a second line that does not depend on the memory it grows by."""
     _, rows, _ = graded
     reason = rows[("escape-full-scores-numpy", "efficient-attention")]["reason"]
-    assert "memory rose by" in reason and FLAGGED not in reason, reason
+    assert "memory rose by" in reason and FLAGGED in reason, reason

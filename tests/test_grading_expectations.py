@@ -60,11 +60,6 @@ def graded(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.sandbox
 @pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}")
-@pytest.mark.xfail(
-    strict=False,
-    reason="failed in the 2026-12-03 rehearsal on reason texts (scores were exact); fixed after it (expect.Verdict) "
-    "but not re-run end to end: see the closing note",
-)
 def test_each_notebook_earns_exactly_what_its_honest_parts_earn(graded):
     cases, rows = graded
     wrong = []

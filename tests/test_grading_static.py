@@ -103,6 +103,12 @@ ESCAPES = {
     "importlib": "import importlib\nt = importlib.import_module('torch')",
     "globals-write": "globals()['softmax'] = print",
     "vars-write": "vars(torch)['softmax'] = print",
+    # numpy's work is no torch operator, and a buffer allocated before the call hides it from the memory bound
+    "numpy-import": "import numpy as np\nscratch = np.ones(10**7, np.float32)",
+    "numpy-from": "from numpy import matmul",
+    "tensor-to-numpy": "s = queries.numpy() @ keys.numpy().transpose(0, 2, 1)",
+    "array-protocol": "a = queries.__array__()",
+    "scipy": "from scipy.special import softmax",
 }
 
 

@@ -27,7 +27,7 @@ from attention_course.jupyter_env import private_home
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ASSIGNMENT = os.environ.get("COURSE_JUPYTERLAB_ASSIGNMENT") or (ASSIGNMENTS[0] if ASSIGNMENTS else None)
-STUB_MESSAGE = "Not implemented yet: replace this line with your answer."
+STUB_MESSAGE = "Replace this line with your answer."
 SUCCESS = "Success! Your notebook passes all the tests."
 SCREENSHOTS = ROOT / "_build" / "screenshots" / "jupyterlab"
 

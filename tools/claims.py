@@ -351,6 +351,8 @@ STRUCTURE = re.compile(
     r"assignments?|lines?|pages?|items?|cells?|issue|PEP|version|v)\s*[\s(]*$",
     re.I,
 )
+# the later numbers of "chapters 3, 5 and 7", "sections 2 and 4"
+LISTED_REFERENCE = re.compile(r"\b(?:chapters|parts|exercises|sections|steps|questions|assignments)\s+\d+(?:\s*,\s*\d+)*\s*(?:,|and|or|to|–|-)\s*$", re.I)
 APPROX = re.compile(
     r"(about|around|roughly|approximately|nearly|almost|~|≈|\\approx|\\sim|close to|some)\s*\$?\s*$", re.I
 )
@@ -392,7 +394,7 @@ def rule(text: str, number: Number, section: str = "") -> str | None:
         )
     ):
         return "a year (of a publication or an event)"
-    if STRUCTURE.search(before):
+    if STRUCTURE.search(before) or (number.digits == 0 and LISTED_REFERENCE.search(before)):
         return "a reference to a chapter, part, exercise, section, step or equation"
     if (
         number.digits == 0

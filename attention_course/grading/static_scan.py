@@ -135,7 +135,10 @@ CONCURRENCY_MODULES = {
 # stdlib names that start a thread of their own (logging.handlers.QueueListener runs its handlers in one)
 THREAD_STARTERS = {"QueueListener", "ThreadingMixIn", "ThreadingTCPServer", "ThreadingUDPServer", "ThreadingHTTPServer"}
 # numerical libraries other than torch: their work runs outside every torch check (the exercises are torch only)
-OTHER_NUMERICS = {"scipy", "jax", "jaxlib", "tensorflow", "numba", "cupy", "mlx", "sklearn", "autograd"}
+# Array libraries whose work no torch operator check sees (numpy included: a score matrix computed in numpy, in a
+# buffer allocated before the call, escapes both the operator check and the memory bound; answers are torch only)
+OTHER_NUMERICS = {"numpy", "scipy", "jax", "jaxlib", "tensorflow", "numba", "cupy", "mlx", "sklearn", "autograd"}
+LEAVE_TORCH = {"numpy", "__array__", "__array_interface__", "__dlpack__"}  # a tensor's data handed to another library
 CONCURRENCY_NAMES = {
     "fork",
     "forkpty",
@@ -362,6 +365,8 @@ def _escape_findings(tree, where: str, torch_names: set[str], protected: set[str
                 findings.append(f"{where} line {line}: uses torch's private `{dotted[:60]}`")
             elif root in torch_names and node.attr in MODE_NAMES:
                 findings.append(f"{where} line {line}: uses torch's `{dotted[:60]}` (modes, dispatch, compiling)")
+            elif node.attr in LEAVE_TORCH:
+                findings.append(f"{where} line {line}: computes outside torch's checks (`.{node.attr}`)")
         elif isinstance(node, ast.Name):
             if node.id == COURSE_PACKAGE:
                 findings.append(f"{where} line {line}: refers to the course's own package `{COURSE_PACKAGE}`")

@@ -252,7 +252,8 @@ class CausalSelfAttention(nn.Module):
     "csa_bias_always_on": (
         "CausalSelfAttention",
         _csa(_FORWARD_OK, head=_CSA_HEAD.replace("bias=qkv_bias)", "bias=True)")),
-        ["CausalSelfAttention_layers"],
+        # its stray biases (left as initialised) move every output the test computes from its own weights
+        ["CausalSelfAttention_layers", "CausalSelfAttention_matches_sdpa"],
     ),
     "csa_modifies_input": (
         "CausalSelfAttention",

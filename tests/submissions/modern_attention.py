@@ -294,7 +294,7 @@ WRONG = {
         '''
 def apply_rope(x, positions=None, base=10000.0):
     """Rotary position embedding."""
-    raise NotImplementedError("Not implemented yet: replace this line with your answer.")
+    raise NotImplementedError("Replace this line with your answer.")
 ''',
         [_ROPE_VALUES, _ROPE_POSITIONS],
     ),  # the reference class, which calls it, keeps its 6 points
