@@ -352,7 +352,11 @@ STRUCTURE = re.compile(
     re.I,
 )
 # the later numbers of "chapters 3, 5 and 7", "sections 2 and 4"
-LISTED_REFERENCE = re.compile(r"\b(?:chapters|parts|exercises|sections|steps|questions|assignments)\s+\d+(?:\s*,\s*\d+)*\s*(?:,|and|or|to|–|-)\s*$", re.I)
+LISTED_REFERENCE = re.compile(
+    r"\b(?:chapters|parts|exercises|sections|steps|questions|assignments)\s+"
+    r"\d+(?:\s*,\s*\d+)*\s*(?:,|and|or|to|–|-)\s*$",
+    re.I,
+)
 APPROX = re.compile(
     r"(about|around|roughly|approximately|nearly|almost|~|≈|\\approx|\\sim|close to|some)\s*\$?\s*$", re.I
 )
