@@ -152,3 +152,44 @@ def test_honest_students_of_the_corpus_are_not_newly_flagged(tmp_path):
         findings += [f for p in folder.glob("*.py") for f in tamper_findings(p.read_text(), p.name)]
         new = [f for f in findings if not any(word in f for word in already.get(student, ()))]
         assert not new, (student, new)
+
+
+def test_a_provided_helper_copied_into_an_answer_is_flagged():
+    """multi-head provides dot_product_attention (scoring-functions is past due there): a scoring-functions answer
+    that is that code with other names is flagged for review; no reference or simulated answer is."""
+    import textwrap
+
+    from attention_course.grading import copies
+
+    source = ROOT / "solutions"
+    provided = copies.provided_elsewhere(source, "scoring-functions")
+    assert list(provided.values()) == ["multi-head's provided `dot_product_attention`"]
+    helper = next(
+        c.source
+        for c in nbt.read(source / "multi-head" / "multi-head.ipynb").cells
+        if "def dot_product_attention" in c.source
+    )
+    renamed = (
+        helper.replace("queries", "q").replace("keys", "k").replace("values", "v").replace("logits", "s")
+        .replace("dot_product_attention", "attend")
+    )  # fmt: skip
+    found = copies.copy_findings(renamed, "DotProductAttention", provided)
+    assert found and "`attend` is multi-head's provided `dot_product_attention`" in found[0], found
+    # the same computation written another way is the student's own
+    own = textwrap.dedent("""\
+        def attend(q, k, v, lens=None, drop=None):
+            s = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
+            if lens is not None:
+                s = s.masked_fill(torch.arange(k.shape[1]) >= lens.reshape(-1, 1, 1), -1e6)
+            w = torch.softmax(s, dim=-1)
+            return (w if drop is None else drop(w)) @ v, w
+        """)
+    assert copies.copy_findings(own, "DotProductAttention", provided) == []
+    for assignment in ASSIGNMENTS:
+        provided = copies.provided_elsewhere(source, assignment)
+        module = for_assignment(assignment)
+        answers = dict(nbt.reference_answers(nbt.read(source / assignment / f"{assignment}.ipynb")))
+        answers |= {f"CORRECT {g}": a for g, a in module.CORRECT.items()}
+        answers |= {f"WRONG {name}": src for name, (_, src, _) in module.WRONG.items()}
+        flagged = {g: f for g, a in answers.items() if (f := copies.copy_findings(a, g, provided))}
+        assert not flagged, (assignment, flagged)

@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from attention_course.grading import assemble as asm
-from attention_course.grading import static_scan
+from attention_course.grading import copies, static_scan
 from attention_course.grading.course import Course, atomic_write
 from attention_course.grading.gradebook import record, register_assignment, roster
 from attention_course.grading.ids import escape
@@ -269,10 +269,12 @@ def plan_notebook(
     if assembled.missing_answers:
         base["notes"].append("answer cells not found: " + ", ".join(assembled.missing_answers))
     findings = []
+    provided = copies.provided_elsewhere(source_path.parent.parent, assignment)
     for i, cell in enumerate(assembled.nb.cells):
         if cell.cell_type == "code" and cell.metadata.get("grading", {}).get("origin") in ("answer", "student"):
             where = cell.metadata["grading"].get("grade_id") or f"cell {i + 1}"
             findings += static_scan.tamper_findings(cell.source, where)
+            findings += copies.copy_findings(cell.source, where, provided)
     # code files next to the notebook run too when imported (sitecustomize.py even at start): check them;
     # compiled code cannot be checked, so it is never copied into the sandbox
     for dirpath, _dirnames, filenames in os.walk(folder, followlinks=False):
