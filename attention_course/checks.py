@@ -80,6 +80,11 @@ class _ForbidFunctions(TorchFunctionMode):
 
 
 class _ForbidOperators(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # never compiled: without this, torch wraps __torch_dispatch__ in a guard whose first
+        # call imports torch._dynamo (2-3 s, once per kernel: every graded notebook paid it)
+
     def __init__(self, names, who):
         super().__init__()
         self.names, self.who = set(names), who
@@ -193,6 +198,11 @@ class LargestIntermediate(TorchDispatchMode):
     student call inside the block (the largest over those calls), read by the grader from the sandbox's cgroup:
     it counts every thread and process of the sandbox. None where it was not measured (in-process, or where the
     host gives no resettable peak)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # never compiled: without this, torch wraps __torch_dispatch__ in a guard whose first
+        # call imports torch._dynamo (2-3 s, once per kernel: every graded notebook paid it)
 
     def __init__(self):
         super().__init__()

@@ -42,6 +42,11 @@ def seconds(fn, repeats: int = 5, warmup: int = 1, device="cpu") -> float:
 class LiveTensorBytes(TorchDispatchMode):
     """Tracks the bytes of tensors created inside the block (views are not new memory) and their peak."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # never compiled: without this, torch wraps __torch_dispatch__ in a guard whose first
+        # call imports torch._dynamo (2-3 s, once per kernel: every graded notebook paid it)
+
     def __init__(self):
         super().__init__()
         self.live = 0
