@@ -61,9 +61,17 @@ def provided_elsewhere(source_dir: Path, assignment: str) -> dict[str, str]:
     """shape -> "<assignment>'s provided `<name>`" for every function that the locked, pointless cells of the
     other assignments' source notebooks define (their set-up and provided cells)."""
     found: dict[str, str] = {}
-    for other in sorted(p for p in Path(source_dir).iterdir() if p.is_dir() and p.name != assignment):
+    try:
+        others = sorted(p for p in Path(source_dir).iterdir() if p.is_dir() and p.name != assignment)
+    except OSError:
+        return found
+    for other in others:
         for path in sorted(other.glob("*.ipynb")):
-            for cell in nbformat.read(str(path), as_version=4).cells:
+            try:
+                cells = nbformat.read(str(path), as_version=4).cells
+            except Exception:  # another assignment's unreadable source is no reason to stop grading this one
+                continue
+            for cell in cells:
                 if cell.cell_type != "code" or not nbt.is_setup(cell):
                     continue
                 for definition in _definitions(cell.source):
