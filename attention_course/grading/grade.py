@@ -380,6 +380,7 @@ def plan_isolated(
 
     name = source_path.stem
     state_path = course.autograded / student / opts.assignment / f"{name}.grading.json"
+    copies.provided_elsewhere(source_path.parent.parent, opts.assignment)  # read once here; children inherit it
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: plan, send the job as JSON, exit without cleanup
