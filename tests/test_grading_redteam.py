@@ -29,8 +29,8 @@ pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}"),
     # Seven class runs (about 20 minutes alone): not part of `make test` yet (CI's time budget); run it with
-    # REDTEAM=1. Known open on this grader (tests/adversarial/redteam_results.md): rt-numpy-scratch (a score matrix
-    # in a numpy buffer allocated before the call) and rt-queue-thread-mh/-mha (flagged now, not failed).
+    # REDTEAM=1. Attacks that pass a check are flagged, not failed (tests/adversarial/redteam_results.md):
+    # rt-numpy-scratch (a score matrix in a numpy buffer allocated before the call) and rt-queue-thread-mh/-mha.
     pytest.mark.skipif(not os.environ.get("REDTEAM"), reason="the red team's corpus runs with REDTEAM=1"),
 ]
 GRADE_FLAGS = "--cell-timeout 120 --no-progress"
