@@ -247,7 +247,8 @@ def test_the_cluster_grades_exactly_as_this_machine(local, cluster, tmp_path):
         assert MARKER not in text and nbt.HIDDEN_BEGIN not in text and "judge_key" not in text, path
         assert "hidden" not in " ".join(job["files"]) and set(job) >= {"notebook", "files", "judge"}
     executed = nbformat.read(course / "autograded" / "hostile" / ASSIGNMENT / NB, as_version=4)
-    dumped = [c for c in executed.cells if "seen['files']" in c.source]
+    dumped = [c for c in executed.cells if "os.walk(top)" in c.source]
+    assert len(dumped) == 1, "the hostile cell is not in the executed notebook"
     assert [o.get("text") for o in dumped[0].outputs] == ["NOT FOUND\n"], dumped[0].outputs
     # the instructor's copy of the executed notebook has the test sources back (merged on this side)
     assert any(MARKER in c.source for c in executed.cells)
