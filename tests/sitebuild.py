@@ -9,31 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import yaml
 from conftest import ROOT, VENV_BIN
+
+from tools.claims import toc_pages  # noqa: F401  (the pages the table of contents lists: one reading of _toc.yml)
 
 HTML = ROOT / "_build" / "html"
 _RESULT: dict = {}
-
-
-def toc_pages(root: Path = ROOT) -> list[str]:
-    """Every document the table of contents lists (root first), as paths without suffix: `book/intro`, ..."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    found = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                found.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-            for part in entry.get("parts", []) or []:
-                walk(part.get("chapters"))
-
-    for part in toc.get("parts", []) or []:
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return [str(Path(f).with_suffix("")) if f.endswith((".md", ".ipynb")) else f for f in found]
 
 
 def build() -> subprocess.CompletedProcess:
