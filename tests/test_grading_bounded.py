@@ -14,6 +14,7 @@ import subprocess
 import pytest
 from adversarial.bounded import ASSIGNMENT, DEATH_MARKER, HONEST, build
 from conftest import ROOT, copy_course
+from helpers import make_grade
 
 from attention_course.grading.grade import JUDGE_DIED
 from attention_course.grading.sandbox import available
@@ -27,25 +28,9 @@ pytestmark = [
 
 
 def _grade(course) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-C",
-            str(ROOT),
-            "grade",
-            f"ASSIGNMENT={ASSIGNMENT}",
-            f"COURSE={course}",
-            "JOBS=2",
-            "GRADE_FLAGS=--no-progress --memory 2 --cell-timeout 90",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "ATTENTION_COURSE_TEST_JUDGE_DEATH": DEATH_MARKER},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=2400,
-    )
+    flags = "--no-progress --memory 2 --cell-timeout 90"
+    env = {"ATTENTION_COURSE_TEST_JUDGE_DEATH": DEATH_MARKER}
+    return make_grade(course, ASSIGNMENT, flags, env=env, timeout=2400, ok=None)
 
 
 @pytest.fixture(scope="module")

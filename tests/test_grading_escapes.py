@@ -4,13 +4,13 @@ marks. One `make grade` run per assignment involved (JOBS=2), in a private copy 
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_course, run
+from conftest import ROOT, copy_course
+from helpers import grades_rows, make_grade
 
 sys.path.insert(0, str(Path(__file__).parent))
 from adversarial.escapes import FLAGGED, build
@@ -32,24 +32,9 @@ def graded(tmp_path_factory):
     cases = build(course, ROOT)
     rows, outputs = {}, {}
     for assignment in sorted({c.assignment for c in cases.values()}):
-        proc = run(
-            [
-                "make",
-                "--no-print-directory",
-                "-C",
-                str(ROOT),
-                "grade",
-                f"ASSIGNMENT={assignment}",
-                f"COURSE={course}",
-                "JOBS=2",
-                f"GRADE_FLAGS={GRADE_FLAGS}",
-            ],
-            cwd=ROOT,
-            timeout=1800,
-        )
+        proc = make_grade(course, assignment, GRADE_FLAGS, timeout=1800)
         outputs[assignment] = proc.stdout
-        with open(course / "grades.csv", newline="") as fh:
-            rows.update({(r["student_id"], r["assignment"]): r for r in csv.DictReader(fh)})
+        rows.update({(r["student_id"], r["assignment"]): r for r in grades_rows(course)})
     return cases, rows, outputs
 
 

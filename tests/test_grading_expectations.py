@@ -10,14 +10,14 @@ the released modern-attention exercise's Part 3 visible tests passing with an un
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, copy_course, run
+from conftest import ROOT, copy_course
+from helpers import grades_rows, make_grade
 
 from attention_course import expect
 from attention_course import notebooks as nbt
@@ -37,23 +37,8 @@ def graded(tmp_path_factory):
     cases = build(course, ROOT)
     rows: dict[tuple[str, str], dict] = {}  # (assignment, student) -> row: every roster student has a row per run
     for assignment in sorted({case.assignment for case in cases.values()}):
-        run(
-            [
-                "make",
-                "--no-print-directory",
-                "-C",
-                str(ROOT),
-                "grade",
-                f"ASSIGNMENT={assignment}",
-                f"COURSE={course}",
-                "JOBS=2",
-                f"GRADE_FLAGS={GRADE_FLAGS}",
-            ],
-            cwd=ROOT,
-            timeout=3600,
-        )
-        with open(course / "grades.csv", newline="") as fh:
-            rows.update({(assignment, r["student_id"]): r for r in csv.DictReader(fh) if r["assignment"] == assignment})
+        make_grade(course, assignment, GRADE_FLAGS)
+        rows.update({(assignment, r["student_id"]): r for r in grades_rows(course) if r["assignment"] == assignment})
     return cases, rows
 
 
