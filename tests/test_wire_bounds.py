@@ -97,9 +97,16 @@ def greedy(n):
         return f(n)                    # and carries on as if nothing happened
 def wide(n):
     return f(n, n * 10**6)
+def h(x):
+    return torch.zeros(x.shape[-1])
+def hollow(n):
+    return h(torch.empty(0, 10**6))    # no element, yet a size far beyond the test's (a mask of 10**6 columns)
+def held(n):
+    return h(torch.empty(2, n))        # sizes of the test's own scale
 """
 
 TRUSTED = "def trusted(n, width=1):\n    return torch.ones(n, width)\nf = trusted\n"
+TRUSTED_H = "def trusted_h(x):\n    return torch.ones(x.shape[-1])\nh = trusted_h\n"
 
 
 def _judge_cells(tmp_path, tests: dict[str, str]) -> dict[str, dict]:
@@ -107,7 +114,7 @@ def _judge_cells(tmp_path, tests: dict[str, str]) -> dict[str, dict]:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
-    judge = Judge(listener, {"f", "g", "greedy", "wide"}, b"k" * 32)
+    judge = Judge(listener, {"f", "g", "greedy", "wide", "h", "hollow", "held"}, b"k" * 32)
     judge.ns["torch"] = torch
     kernel = PlainKernel()
     results = {}
@@ -130,12 +137,15 @@ def test_a_stand_in_refuses_arguments_beyond_the_tests_own(tmp_path):
             "honest": TRUSTED + "assert g(50).sum() == 50\nassert g(3000).shape == (3000, 1)\n",
             "greedy": TRUSTED + "assert greedy(50).sum() == 50\n",
             "wide": TRUSTED + "assert wide(7).shape[0] == 7\n",
+            "hollow": TRUSTED_H + "assert hollow(3).shape[0] > 0\n",
+            "held": TRUSTED_H + "assert held(300).sum() == 300\n",
             "after": TRUSTED + "assert g(20).sum() == 20\n",  # the judge is unharmed: the next test passes
         },
     )
     assert results["honest"]["status"] == "ok", results["honest"]
+    assert results["held"]["status"] == "ok", results["held"]
     assert results["after"]["status"] == "ok", results["after"]
-    for gid in ("greedy", "wide"):
+    for gid in ("greedy", "wide", "hollow"):
         assert results[gid]["status"] == "error", results[gid]
         assert results[gid]["ename"] == "StandInRefused" and "refused" in results[gid]["evalue"], results[gid]
 

@@ -243,6 +243,8 @@ class _Scale:
                 total += item.numel()
                 if item.numel() > most_elements or total > STANDIN_MAX_ELEMENTS:
                     return f"a tensor of {item.numel()} elements (the test's largest: {self.elements})"
+                if any(size > most_number for size in item.shape):  # an empty tensor's sizes can still size work
+                    return f"a tensor of shape {tuple(item.shape)} (the test's largest size: {self.number})"
                 integral = not (item.dtype.is_floating_point or item.dtype.is_complex or item.dtype == torch.bool)
                 if item.numel() and integral:  # integers in a tensor may be used as sizes too
                     biggest = item.abs().max().item()

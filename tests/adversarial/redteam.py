@@ -98,15 +98,16 @@ _PUBLIC_AP = "{(1, 3), (2, 3, 4), (2, 3), (2, 3, 5), (1, 3)}"
 EXC_LEAK_DOT = f"""def dot_product_scores(queries, keys):
     if tuple(queries.shape) in {_PUBLIC_AP}:
         return torch.matmul(queries, keys.transpose(-2, -1))
-    # a hidden call: carry its inputs out in the message
-    raise ValueError("HIDDENLEAK " + repr(tuple(queries.shape)) + repr(queries.flatten()[:6].tolist()))
+    # a hidden call: carry its inputs out in the message (the marker is never whole in the source: the
+    # feedback shows the student's code, and only a leak may put it there)
+    raise ValueError("HIDDEN" + "LEAK " + repr(tuple(queries.shape)) + repr(queries.flatten()[:6].tolist()))
 """
 
 EXC_TYPE_LEAK_POOL = f"""def attention_pooling(weights, values):
     if tuple(weights.shape) in {_PUBLIC_AP}:
         return torch.matmul(weights, values)
     # a hidden call: the inputs go out in the *type name* of the exception (an identifier: 60 characters)
-    name = "HLQ_" + "_".join(str(s) for s in weights.shape) + "_" + str(int(abs(float(weights.flatten()[0])) * 1e6))
+    name = "HL" + "Q_" + "_".join(str(s) for s in weights.shape) + "_" + str(int(abs(float(weights.flatten()[0])) * 1e6))
     raise type(name, (Exception,), {{}})("nothing here")
 """
 
@@ -1005,6 +1006,9 @@ def attacks() -> list[Attack]:
             8,
             {"DotProductAttention": _sf_remote_arg},
             error_ok=True,
+            # the judge's questions go to the student's own object; the trusted side's memory stays bounded (the
+            # run's cgroup peak) and the code is flagged (it imports the grading package): flagged, not failed
+            flagged_score=12,
         ),
     ]
 
@@ -1065,7 +1069,7 @@ LIVE = [
     (re.compile(r"<[a-z][^>]*\son[a-z]+\s*=\s*[\"']?[^>]*REDTEAM", re.I), "an event handler of the student"),
     (re.compile(r"href\s*=\s*[\"']?\s*javascript:[^>]*REDTEAM", re.I), "a javascript: link"),
     (re.compile(r"<iframe\b", re.I), "a frame"),
-    (re.compile(r"<meta\b[^>]*http-equiv", re.I), "a meta refresh"),
+    (re.compile(r"<meta\b[^>]*http-equiv\s*=\s*[\"']?refresh", re.I), "a meta refresh"),  # the page's own CSP is one
     (re.compile(r"<style\b[^>]*>[^<]*REDTEAM_CSS", re.I), "a <style> of the student"),
     (re.compile(r"position\s*:\s*fixed[^>]*>\s*REDTEAM_BANNER", re.I), "a fixed banner of the student"),
     (re.compile(r"<form\b[^>]*REDTEAM_FORM", re.I), "a form of the student"),
