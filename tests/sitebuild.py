@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import ROOT, VENV_BIN
+from helpers import ROOT, VENV_BIN
 
 from tools.claims import toc_pages  # noqa: F401  (the pages the table of contents lists: one reading of _toc.yml)
 

@@ -7,7 +7,7 @@ untouched exercise earns 0; every realistic wrong answer loses points on the tes
 from __future__ import annotations
 
 import pytest
-from conftest import ASSIGNMENTS, ROOT, students_for
+from helpers import ASSIGNMENTS, ROOT, students_for
 
 from attention_course import notebooks as nbt
 

@@ -9,7 +9,7 @@ import warnings
 import nbformat
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 from sitebuild import build, built_html, toc_pages
 
 from attention_course import assignments, leaks

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import chromium
 import nbformat
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from sitebuild import built_html, toc_pages
 
 from attention_course import assignments, leaks

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zipfile
 
-from conftest import ROOT, copy_course, run
+from helpers import ROOT, copy_course, run
 
 ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"

@@ -11,7 +11,7 @@ import re
 
 import nbformat
 import pytest
-from conftest import ASSIGNMENTS, ROOT
+from helpers import ASSIGNMENTS, ROOT
 
 from attention_course.grading.assemble import student_names
 

@@ -6,7 +6,7 @@ import html
 import os
 
 import pytest
-from conftest import ASSIGNMENTS, ROOT, copy_course, run, source_notebooks
+from helpers import ASSIGNMENTS, ROOT, copy_course, run, source_notebooks
 
 from attention_course import leaks
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_course, run
+from helpers import ROOT, copy_course, run
 
 from attention_course import leaks
 

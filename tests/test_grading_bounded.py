@@ -13,8 +13,7 @@ import subprocess
 
 import pytest
 from adversarial.bounded import ASSIGNMENT, DEATH_MARKER, HONEST, build
-from conftest import ROOT, copy_course
-from helpers import make_grade
+from helpers import ROOT, copy_course, make_grade
 
 from attention_course.grading.grade import JUDGE_DIED
 from attention_course.grading.sandbox import available

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, VENV_BIN, copy_course, gradebook_scores
+from helpers import ROOT, VENV_BIN, copy_course, gradebook_scores
 
 from attention_course import notebooks as nbt
 from attention_course.grading.sandbox import available

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_course
-from helpers import grades_rows, make_grade
+from helpers import ROOT, copy_course, grades_rows, make_grade
 
 sys.path.insert(0, str(Path(__file__).parent))
 from adversarial.escapes import FLAGGED, build

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, copy_course
-from helpers import grades_rows, make_grade
+from helpers import ROOT, copy_course, grades_rows, make_grade
 
 from attention_course import expect
 from attention_course import notebooks as nbt

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, copy_course, run
+from helpers import ROOT, copy_course, run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from adversarial import ASSIGNMENT, NB

@@ -15,7 +15,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, copy_course
+from helpers import ROOT, copy_course
 
 from attention_course import notebooks as nbt
 from attention_course.grading.sandbox import available

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_course
+from helpers import ROOT, copy_course
 
 from attention_course import notebooks as nbt
 from attention_course.grading.sandbox import available

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from adversarial.redteam import MAX, attacks, build, live_html
-from conftest import ROOT, copy_course
+from helpers import ROOT, copy_course
 
 from attention_course.grading.sandbox import available
 

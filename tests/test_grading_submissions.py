@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import ASSIGNMENTS, gradebook_scores, write_class
-from helpers import make_grade
+from helpers import ASSIGNMENTS, gradebook_scores, make_grade, write_class
 
 from attention_course.grading.sandbox import available
 

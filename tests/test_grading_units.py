@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import ROOT, copy_course
+from helpers import ROOT, copy_course
 
 from attention_course import notebooks as nbt
 from attention_course.grading import grade as gr

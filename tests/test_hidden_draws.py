@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ASSIGNMENTS
+from helpers import ASSIGNMENTS
 
 from tools.hidden_draws import failing_draws
 

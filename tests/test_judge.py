@@ -17,7 +17,7 @@ import threading
 
 import pytest
 import torch
-from conftest import ASSIGNMENTS, ROOT
+from helpers import ASSIGNMENTS, ROOT
 
 from attention_course import notebooks as nbt
 from attention_course.grading import assemble, wire
@@ -223,7 +223,7 @@ def test_escape_keeps_one_printable_line():
 IN_PLACE = [
     (a, s)
     for a in ASSIGNMENTS
-    for s in __import__("conftest").students_for(a)
+    for s in __import__("helpers").students_for(a)
     if any(word in s for word in ("in_place", "modifies", "inplace"))
 ]
 
@@ -234,7 +234,7 @@ def test_in_place_changes_to_inputs_are_seen_by_the_judge(assignment, student, t
     """A function that modifies its input in place fails the call in the judge (the kernel sends the arguments
     back after each call; the judge compares them with what it sent and keeps its own tensors), so it loses the
     points it loses in-kernel, where the tests compare the inputs with their copies after each call."""
-    from conftest import students_for
+    from helpers import students_for
 
     source = nbt.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb")
     answers, losing = students_for(assignment)[student]

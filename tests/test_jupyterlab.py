@@ -19,7 +19,7 @@ from pathlib import Path
 
 import chromium
 import pytest
-from conftest import ASSIGNMENTS, ROOT, VENV_BIN
+from helpers import ASSIGNMENTS, ROOT, VENV_BIN
 
 from attention_course import notebooks as nbt
 from attention_course.jupyter_env import private_home

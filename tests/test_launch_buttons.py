@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import nbformat
 import pytest
-from conftest import ROOT, run
+from helpers import ROOT, run
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
@@ -311,19 +311,35 @@ def binder_env(student, tmp_path_factory):
         proc = subprocess.run(cmd, cwd=student, env=env, capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, f"{cmd} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     seconds = time.monotonic() - start
-    spec = base / "kernels" / "binder"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "binder",
-                "language": "python",
-            }
-        )
-    )
     print(f"binder environment: {seconds:.0f} s")
-    return venv / "bin" / "python", base / "kernels", seconds
+    return venv / "bin" / "python", kernelspec(base / "kernels", venv / "bin" / "python"), seconds
+
+
+COURSE_PACKAGES = ("attention_course", "attention-course", "__editable__.attention_course", "d2l")
+
+
+def colab_env(binder_python: Path, base: Path) -> tuple[Path, Path]:
+    """A venv like Colab's: every package of the Binder environment but the course package and d2l, without
+    changing that environment (shared with the other tests): a new venv whose site-packages links to each of its
+    entries but those. Returns (python, kernelspec folder)."""
+    venv = base / "colab-venv"
+    run([str(binder_python), "-m", "venv", "--without-pip", str(venv)], cwd=base)
+    ask = "import site, sys; print(site.getsitepackages()[0])"
+    shared = Path(run([str(binder_python), "-c", ask], cwd=base).stdout.strip())
+    own = Path(run([str(venv / "bin" / "python"), "-c", ask], cwd=base).stdout.strip())
+    for entry in shared.iterdir():
+        if not entry.name.lower().replace("-", "_").startswith(tuple(p.replace("-", "_") for p in COURSE_PACKAGES)):
+            (own / entry.name).symlink_to(entry)
+    return venv / "bin" / "python", kernelspec(base / "colab-kernels", venv / "bin" / "python")
+
+
+def kernelspec(folder: Path, python: Path) -> Path:
+    """A kernelspec folder whose kernel "binder" runs `python`."""
+    spec = folder / "binder"
+    spec.mkdir(parents=True)
+    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "binder", "language": "python"}))
+    return folder
 
 
 def execute(nb, folder: Path, kernels: Path, home: Path, python: Path):
@@ -372,8 +388,12 @@ def test_pages_run_in_the_binder_environment(student, binder_env, tmp_path):
 def test_setup_cell_runs_a_launch_copy_without_the_course_installed(student, binder_env, tmp_path):
     """As on Colab: neither `attention_course` nor d2l installed, only the notebook opened. The set-up cell clones
     the student repository (here a local copy of it, under the URL's place) and installs d2l."""
-    python, kernels, _ = binder_env
-    run([str(python), "-m", "pip", "uninstall", "--yes", "--quiet", "attention-course", "d2l"], cwd=tmp_path)
+    python, kernels = colab_env(binder_env[0], tmp_path)
+    missing = run(
+        [str(python), "-c", "import importlib.util as u; print(u.find_spec('attention_course'), u.find_spec('d2l'))"],
+        cwd=tmp_path,
+    )
+    assert missing.stdout.split() == ["None", "None"], missing.stdout  # as on Colab: neither is installed
     origin = tmp_path / "origin"
     shutil.copytree(student, origin)
     for cmd in (

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 VENV = Path(sys.executable).parent.parent  # the virtualenv running these tests
 

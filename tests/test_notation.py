@@ -5,7 +5,7 @@ count of keys or a position), and every page's math says so consistently."""
 import re
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 PAGES = sorted((ROOT / "book").rglob("*.md"))
 

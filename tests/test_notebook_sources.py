@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import ASSIGNMENTS, ROOT, source_notebooks
+from helpers import ASSIGNMENTS, ROOT, source_notebooks
 
 from attention_course import notebooks as nbt
 

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, gradebook_scores, run, write_class
+from helpers import ROOT, gradebook_scores, run, write_class
 
 PACKAGE = ROOT / "attention_course"
 # Imported only by the parts an extra installs: extra -> top-level modules.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import ROOT
+from helpers import ROOT
 
 from attention_course.grading.grade import GRADER_VERSION
 from attention_course.sphinx_fixes import toc_order

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from matplotlib.image import AxesImage
 from sitebuild import toc_pages
 

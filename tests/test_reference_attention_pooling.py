@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import ROOT
 from d2l import torch as d2l
+from helpers import ROOT
 
 from attention_course import notebooks as nbt
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from helpers import ROOT
 from submissions import efficient_attention as subs
 
 from attention_course import notebooks as nbt

@@ -5,7 +5,7 @@ simulated mistake exactly where expected (the same submissions tests/test_autogr
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from helpers import ROOT
 from submissions import modern_attention as subs
 from torch import nn
 

@@ -5,8 +5,8 @@ Weights are copied by attribute (after one forward pass, the layers being lazy),
 
 import pytest
 import torch
-from conftest import ROOT
 from d2l import torch as d2l
+from helpers import ROOT
 from torch import nn
 
 from attention_course import notebooks as nbt

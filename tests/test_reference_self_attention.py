@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
 from d2l import torch as d2l
+from helpers import ROOT
 from torch import nn
 
 from attention_course import notebooks as nbt

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import ASSIGNMENTS, ROOT, run
+from helpers import ASSIGNMENTS, ROOT, run
 from sitebuild import toc_pages
 
 from attention_course import leaks

@@ -27,7 +27,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ASSIGNMENTS, ROOT
+from helpers import ASSIGNMENTS, ROOT
 from submissions import for_assignment
 from torch_only import bootstrap, clean_env
 
