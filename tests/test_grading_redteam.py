@@ -4,7 +4,7 @@ run on a shared host; the sandboxes get their own cgroups), then every student's
 feedback page and grades.csv are checked against what a correct grader gives.
 
 Also a script: `python tests/test_grading_redteam.py [assignment ...]` grades and prints the table (got vs must).
-`REDTEAM_ASSIGNMENTS=masking,multi-head` restricts the pytest run.
+`REDTEAM_ASSIGNMENTS=masking,multi-head` restricts the pytest run (it is part of `make test`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.sandbox,
     pytest.mark.skipif(SANDBOX is not None and not os.environ.get("CI"), reason=f"no sandbox here: {SANDBOX}"),
-    # Seven class runs (about 20 minutes alone): not part of `make test` yet (CI's time budget); run it with
-    # REDTEAM=1. Attacks that pass a check are flagged, not failed (tests/adversarial/redteam_results.md):
-    # rt-numpy-scratch (a score matrix in a numpy buffer allocated before the call) and rt-queue-thread-mh/-mha.
-    pytest.mark.skipif(not os.environ.get("REDTEAM"), reason="the red team's corpus runs with REDTEAM=1"),
+    # Seven class runs (3 min on 2 cores, 2026-12-07), part of `make test`. Attacks that pass a check are flagged,
+    # not failed (tests/adversarial/redteam_results.md): rt-numpy-scratch (a score matrix in a numpy buffer
+    # allocated before the call), rt-queue-thread-mh/-mha, rt-scipy-softmax, rt-standin-remote-arg.
 ]
 GRADE_FLAGS = "--cell-timeout 120 --no-progress"
 CAP = int(3.5 * 2**30)
