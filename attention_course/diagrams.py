@@ -268,7 +268,8 @@ def masks(n_q: int, n_k: int, n_src: int, valid_src: int) -> Drawing:
         cx = x + w / 2
         d.text(cx, 22, title, bold=True)
         d.text(cx, 42, sub.split()[0], size=SMALL)
-        d.text(cx, 60, " ".join(sub.split()[1:]) or " ", size=SMALL)
+        if len(sub.split()) > 1:
+            d.text(cx, 60, " ".join(sub.split()[1:]), size=SMALL)
         d.cells(x, 74, grid, cell, colours=colours)
         d.rect(x, 74, w, cell * len(grid), stroke=INK, rx=0, stroke_width=1)
         d.text(cx, 74 + cell * len(grid) + 22, size + " (n_q × n_k)" if title == "cross" else size, size=SMALL)
