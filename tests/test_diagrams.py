@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-import jupytext
 import pytest
 import torch
 from helpers import ROOT
-from sitebuild import toc_pages
+from sitebuild import diagram_cells, toc_pages
 
 from attention_course import diagrams
 from attention_course.plotting import MASK_COLOURS
@@ -47,12 +46,6 @@ DRAWINGS = {
     "head_groups": lambda: diagrams.head_groups(8, groups_list=(8, 2, 1)),
     "transformer_block": diagrams.transformer_block,
 }
-
-
-def diagram_cells(page: str) -> list:
-    """The code cells of a page that draw a diagram."""
-    notebook = jupytext.read(ROOT / f"{page}.md")
-    return [c for c in notebook.cells if c.cell_type == "code" and "diagrams." in c.source]
 
 
 DIAGRAM_PAGES = [p for p in PAGES if diagram_cells(p)]
