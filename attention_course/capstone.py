@@ -90,6 +90,31 @@ class EncoderBlock(nn.Module):
         return self.addnorm2(Y, self.ffn(Y))
 
 
+class PreNormBlock(nn.Module):
+    """The pre-norm variant of `EncoderBlock` (GPT-2, Llama and most models
+    since): layer norm *inside* each residual branch, before the sublayer, so
+    the residual path from input to output is a plain sum. A stack of them
+    ends with one more `nn.LayerNorm`. Same d2l modules as `EncoderBlock`."""
+
+    def __init__(self, num_hiddens, num_heads, ffn_hiddens, dropout):
+        super().__init__()
+        d2l = _d2l()
+        self.norm1 = nn.LayerNorm(num_hiddens)
+        self.attention = d2l.MultiHeadAttention(
+            num_hiddens,
+            num_heads,
+            dropout,
+        )
+        self.norm2 = nn.LayerNorm(num_hiddens)
+        self.ffn = d2l.PositionWiseFFN(ffn_hiddens, num_hiddens)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, X):  # X: (batch, steps, num_hiddens)
+        H = self.norm1(X)
+        X = X + self.dropout(self.attention(H, H, H, None))
+        return X + self.dropout(self.ffn(self.norm2(X)))
+
+
 class ReversalModel(nn.Module):
     """Embedding + positional encoding, `num_layers` encoder blocks, a linear read-out per position."""
 

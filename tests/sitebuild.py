@@ -39,3 +39,11 @@ def built_html() -> Path:
         f"jupyter-book build -W -n exited {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
     )
     return HTML
+
+
+def diagram_cells(page: str) -> list:
+    """The code cells of a page (`book/...`) that draw a concept diagram (`attention_course.diagrams`)."""
+    import jupytext
+
+    notebook = jupytext.read(ROOT / f"{page}.md")
+    return [c for c in notebook.cells if c.cell_type == "code" and "diagrams." in c.source]

@@ -21,15 +21,16 @@ import chromium
 import nbformat
 import pytest
 from helpers import ROOT
-from sitebuild import built_html, toc_pages
+from sitebuild import built_html, diagram_cells, toc_pages
 
-from attention_course import assignments, leaks
+from attention_course import assignments, diagrams, leaks
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 AXE = ROOT / "_build" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 PAGES = toc_pages()
+DIAGRAM_PAGES = [p for p in PAGES if (ROOT / f"{p}.md").is_file() and diagram_cells(p)]
 TIMEOUT_MS = 30_000
 
 
@@ -275,3 +276,34 @@ def test_code_lines_are_not_cut_off(visit, page):
     tab.goto(f"{visit.base}/{page}.html", wait_until="load")
     found = tab.evaluate(CODE_JS)
     assert not found["wide"], f"{page}: {len(found['wide'])} of {found['count']} blocks cut off: {found['wide'][:5]}"
+
+
+DIAGRAMS_JS = """() => Array.from(document.querySelectorAll('figure img')).map(img => {
+    const r = img.getBoundingClientRect();
+    return {id: img.closest('figure').id, src: img.currentSrc || img.src, alt: img.getAttribute('alt') || '',
+            left: r.left, right: r.right, shown: r.width, natural: img.naturalWidth,
+            viewport: document.documentElement.clientWidth};
+})"""
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+@pytest.mark.parametrize("page", DIAGRAM_PAGES)
+def test_diagrams_fit_the_window_and_stay_legible(browser, site, page, width):
+    """Each concept diagram (an SVG with alt text) lies inside the window, and its smallest text, scaled as shown,
+    is at least 8 px high on a 375-pixel phone and shown at full size (14 px) at 1280 pixels."""
+    names = [c.metadata["mystnb"]["figure"]["name"] for c in diagram_cells(page)]
+    context = browser.new_context(viewport={"width": width, "height": 900}, service_workers="block")
+    try:
+        tab = context.new_page()
+        tab.goto(f"{site}/{page}.html", wait_until="load")
+        shown = {f["id"]: f for f in tab.evaluate(DIAGRAMS_JS)}
+        for name in names:
+            figure = shown.get(name)
+            assert figure, f"{page}: diagram {name} not shown"
+            assert figure["src"].endswith(".svg") and len(figure["alt"]) > 40, figure
+            assert figure["left"] >= 0 and figure["right"] <= figure["viewport"] + 0.5, f"{page}: {name} overflows"
+            smallest = diagrams.MIN_FONT * figure["shown"] / figure["natural"]
+            print(f"{page} {name} at {width} px: shown {figure['shown']:.0f} px wide, smallest text {smallest:.1f} px")
+            assert smallest >= (8 if width < 500 else diagrams.MIN_FONT - 0.01), f"{page}: {name}: {smallest:.1f} px"
+    finally:
+        context.close()

@@ -1,0 +1,389 @@
+"""The course's concept diagrams, drawn as SVG from code: one visual language for the whole book.
+
+Every diagram is a function that returns a `Drawing`; a page shows one by ending a (hidden, `remove-input`) code
+cell with the call, so the page's execution by the book build writes the SVG: a diagram can never be older than
+the code that draws it, and where it depicts a computation the page passes in the sizes or values its own code
+computed (the shapes drawn are the shapes the page prints).
+
+The visual language:
+
+- **one palette** (Okabe and Ito's, safe in every common colour-vision deficiency): queries blue, keys orange,
+  values bluish green, attention weights reddish purple, the residual path and anything new vermilion; mask
+  cells use `plotting.MASK_COLOURS`, the colours of the course's mask heatmaps. Colour only fills and outlines
+  shapes; every text is near-black on white or on a light tint, so colour never carries meaning alone;
+- **one font** (`FONT_FAMILY`), text as SVG `<text>` (selectable, searchable, replaceable by a translation), in
+  two sizes, never below `MIN_FONT` px; subscripts (`W_q`, `d_{out}`) are `<tspan>`s;
+- **one arrow style** (one marker, near-black, 1.6 px);
+- widths of at most `MAX_WIDTH` px, so that at a 375-pixel phone width text stays at least about 9 px high.
+"""
+
+from __future__ import annotations
+
+import re
+from xml.sax.saxutils import escape
+
+from attention_course.plotting import MASK_COLOURS
+
+COLOURS = {
+    "query": "#0072B2",  # blue
+    "key": "#E69F00",  # orange
+    "value": "#009E73",  # bluish green
+    "weight": "#CC79A7",  # reddish purple
+    "residual": "#D55E00",  # vermilion
+    "neutral": "#7a7a7a",  # grey: layers that are neither
+}
+INK = "#1a1a1a"
+FONT_FAMILY = "DejaVu Sans, Verdana, Arial, sans-serif"
+FONT = 15
+SMALL = 14
+MIN_FONT = 14
+MAX_WIDTH = 520
+MASK_OFF, MASK_ON = MASK_COLOURS  # masked out, may attend
+
+
+def tint(colour: str, amount: float = 0.2) -> str:
+    """`colour` mixed with white: `amount` of the colour (the fill of a box outlined in that colour)."""
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(255 - amount * (255 - c)):02x}" for c in (r, g, b))
+
+
+_MARKUP = re.compile(r"([_^])(?:\{([^}]*)\}|(\w)(?!\w))")
+
+
+def _rich(text: str, size: float) -> str:
+    """`text` as SVG text content: `_x`/`_{xy}` subscripts and `^x`/`^{xy}` superscripts become tspans."""
+    segments, pos = [], 0
+    for m in _MARKUP.finditer(text):
+        segments.append((text[pos : m.start()], 0.0))
+        body = m.group(2) if m.group(2) is not None else m.group(3)
+        segments.append((body, (0.3 if m.group(1) == "_" else -0.45) * size))
+        pos = m.end()
+    segments.append((text[pos:], 0.0))
+    out, level = [], 0.0
+    for body, shift in segments:
+        if not body:
+            continue
+        small = f' font-size="{0.75 * size:g}"' if shift else ""
+        if shift == level and not small:
+            out.append(escape(body))
+        else:
+            out.append(f'<tspan dy="{shift - level:g}"{small}>{escape(body)}</tspan>')
+        level = shift
+    return "".join(out)
+
+
+class Drawing:
+    """A small SVG canvas in pixels (width at most `MAX_WIDTH`); `str(drawing)` is the SVG document."""
+
+    def __init__(self, width: float, height: float, name: str):
+        if width > MAX_WIDTH:
+            raise ValueError(f"{name}: {width} px is wider than {MAX_WIDTH} px (illegible on a phone)")
+        self.width, self.height, self.name = width, height, name
+        self.items: list[str] = []
+
+    # primitives -------------------------------------------------------------------------------------------
+    def rect(self, x, y, w, h, *, fill="none", stroke=INK, rx=5.0, stroke_width=1.5, dash=None) -> None:
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        self.items.append(
+            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" fill="{fill}" '
+            f'stroke="{stroke}" stroke-width="{stroke_width:g}"{extra}/>'
+        )
+
+    def text(self, x, y, text, *, size=FONT, anchor="middle", bold=False, italic=False) -> None:
+        """Text whose baseline's centre (anchor "middle") or start/end is at (x, y)."""
+        if size < MIN_FONT:
+            raise ValueError(f"{self.name}: font size {size} < {MIN_FONT}")
+        style = (' font-weight="bold"' if bold else "") + (' font-style="italic"' if italic else "")
+        self.items.append(
+            f'<text x="{x:g}" y="{y:g}" font-size="{size:g}" text-anchor="{anchor}"{style}>{_rich(text, size)}</text>'
+        )
+
+    def line(self, x1, y1, x2, y2, *, colour=INK, width=1.5, dash=None) -> None:
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        self.items.append(
+            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{colour}" stroke-width="{width:g}"{extra}/>'
+        )
+
+    def arrow(self, *points, colour=INK, dash=None) -> None:
+        """A polyline through `points` ((x, y) pairs) ending in the course's one arrow head."""
+        coords = " ".join(f"{x:g},{y:g}" for x, y in points)
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        self.items.append(
+            f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.6"{extra} '
+            f'marker-end="url(#{self.name}-arrow)"/>'
+        )
+
+    def circle(self, cx, cy, r, *, fill="white", stroke=INK) -> None:
+        self.items.append(
+            f'<circle cx="{cx:g}" cy="{cy:g}" r="{r:g}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
+        )
+
+    # composites -------------------------------------------------------------------------------------------
+    def box(self, x, y, w, h, label, *, role=None, note=None, size=FONT, bold=False) -> None:
+        """A rounded box outlined (and lightly filled) in the role's colour, `label` centred, `note` below it."""
+        colour = COLOURS[role] if role else INK
+        self.rect(x, y, w, h, fill=tint(colour) if role else "white", stroke=colour, stroke_width=2 if role else 1.5)
+        if note is None:
+            self.text(x + w / 2, y + h / 2 + 0.35 * size, label, size=size, bold=bold)
+        else:
+            self.text(x + w / 2, y + h / 2 - 3, label, size=size, bold=bold)
+            self.text(x + w / 2, y + h / 2 + SMALL + 1, note, size=SMALL)
+
+    def plus(self, cx, cy, r=11) -> None:
+        """The residual addition: a circled plus in the residual colour."""
+        self.circle(cx, cy, r, fill=tint(COLOURS["residual"], 0.15), stroke=COLOURS["residual"])
+        self.line(cx - r + 4, cy, cx + r - 4, cy, colour=COLOURS["residual"], width=2)
+        self.line(cx, cy - r + 4, cx, cy + r - 4, colour=COLOURS["residual"], width=2)
+
+    def cells(self, x, y, grid, cell, *, colours, border="white") -> None:
+        """A grid of square cells: `grid[i][j]` indexes `colours`."""
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                self.rect(
+                    x + j * cell, y + i * cell, cell, cell, fill=colours[value], stroke=border, rx=0, stroke_width=1
+                )
+
+    # output -----------------------------------------------------------------------------------------------
+    def svg(self) -> str:
+        head = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width:g}" height="{self.height:g}" '
+            f'viewBox="0 0 {self.width:g} {self.height:g}" font-family="{FONT_FAMILY}" fill="{INK}">\n'
+            f'<defs><marker id="{self.name}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+            f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{INK}"/>'
+            "</marker></defs>\n"
+            f'<rect width="100%" height="100%" fill="white"/>\n'
+        )
+        return head + "\n".join(self.items) + "\n</svg>\n"
+
+    __str__ = svg
+
+    def _repr_svg_(self) -> str:  # Jupyter shows it as image/svg+xml; the book writes it to an .svg file
+        return self.svg()
+
+
+# the diagrams -----------------------------------------------------------------------------------------------
+
+
+def soft_lookup(query, keys, values, weights) -> Drawing:
+    """Attention pooling as a soft lookup: one query, each key's weight, the weighted sum of the values.
+
+    `query` (d,), `keys` (m, d), `values` (m, d_v) with d_v = 1, `weights` (m,): the page's tensors."""
+
+    def vec(t):
+        return "(" + ", ".join(f"{float(v):.1f}" for v in t) + ")"
+
+    m = len(keys)
+    d = Drawing(500, 96 + 62 * m, "soft-lookup")
+    top = 58
+    d.text(60, 24, "query", size=SMALL)
+    d.text(205, 24, "keys", size=SMALL)
+    d.text(330, 24, "weights", size=SMALL)
+    d.text(440, 24, "values", size=SMALL)
+    qy = top + 62 * (m - 1) / 2
+    d.box(10, qy, 100, 40, "q", role="query", note=vec(query))
+    for j in range(m):
+        y = top + 62 * j
+        d.arrow((110, qy + 20), (152, y + 20))
+        d.box(155, y, 100, 40, f"k_{j + 1}", role="key", note=vec(keys[j]))
+        d.arrow((255, y + 20), (290, y + 20))
+        w = float(weights[j])
+        d.rect(292, y + 6, 76, 28, fill="white", stroke=COLOURS["weight"], stroke_width=1)
+        d.rect(292, y + 6, 76 * w, 28, fill=tint(COLOURS["weight"], 0.55), stroke="none", rx=0)
+        d.text(330, y + 25, f"α_{j + 1} = {w:.2f}", size=SMALL)
+        d.arrow((368, y + 20), (393, y + 20))
+        d.box(395, y, 90, 40, f"v_{j + 1}", role="value", note=vec(values[j]))
+    bottom = top + 62 * m
+    answer = float(sum(float(w) * float(v[0]) for w, v in zip(weights, values)))
+    d.text(250, bottom + 26, f"output = Σ α_j v_j = {answer:.2f}", size=FONT)
+    return d
+
+
+def self_attention() -> Drawing:
+    """Self-attention: one sequence X projected three ways, scores, softmax, the weighted sum of the values."""
+    d = Drawing(500, 372, "self-attention")
+    d.box(175, 10, 150, 46, "X", note="n × d_{in}", bold=True)
+    xs = {"query": 20, "key": 185, "value": 350}
+    names = {"query": ("W_q", "Q = X W_q"), "key": ("W_k", "K = X W_k"), "value": ("W_v", "V = X W_v")}
+    for role, x in xs.items():
+        d.arrow((250, 56), (x + 65, 104))
+        d.text({"query": 150, "key": 268, "value": 350}[role], 78, names[role][0], size=SMALL)
+        d.box(x, 106, 130, 46, names[role][1], role=role, note="n × d_{out}")
+    d.arrow((85, 152), (85, 221), (98, 221))
+    d.arrow((250, 152), (250, 196))
+    d.box(100, 198, 300, 46, "scores Q Kᵀ / √d_{out}", note="n × n: row i = query i")
+    d.arrow((250, 244), (250, 266))
+    d.box(100, 268, 300, 40, "weights A = softmax(scores)", role="weight", size=SMALL)
+    d.arrow((415, 152), (415, 330), (402, 330))
+    d.arrow((250, 308), (250, 318))
+    d.box(130, 318, 270, 46, "output A V", note="n × d_{out}")
+    return d
+
+
+def multi_head(shapes: dict) -> Drawing:
+    """Multi-head attention in the batched form, each step with the shape the page computed.
+
+    `shapes` maps the steps "projected", "split", "heads", "attended", "concatenated", "output" to tuples."""
+
+    def s(name):
+        return "(" + ", ".join(str(v) for v in shapes[name]) + ")"
+
+    d = Drawing(500, 494, "multi-head")
+    steps = [
+        ("projected", "Q = W_q(queries), also K, V", "query", "(B, n, h·d_h) = " + s("projected")),
+        ("split", "split features into h heads", None, "(B, n, h, d_h) = " + s("split")),
+        ("heads", "heads next to the batch", None, "(B·h, n, d_h) = " + s("heads")),
+        ("attended", "one batched attention", "weight", "(B·h, n, d_h) = " + s("attended")),
+        ("concatenated", "concatenate the heads", None, "(B, n, h·d_h) = " + s("concatenated")),
+        ("output", "W_o: mix the heads", "value", "(B, n, h·d_h) = " + s("output")),
+    ]
+    y = 8
+    for k, (_, label, role, note) in enumerate(steps):
+        d.box(40, y, 420, 54, label, role=role, note=note)
+        if k < len(steps) - 1:
+            d.arrow((250, y + 54), (250, y + 76))
+        y += 78
+    d.text(250, y + 4, "transpose_qkv: the 2nd and 3rd steps; transpose_output: the 5th", size=SMALL)
+    return d
+
+
+def masks(n_q: int, n_k: int, n_src: int, valid_src: int) -> Drawing:
+    """The three masks of an encoder-decoder model, True = may attend, for one sentence pair.
+
+    Encoder self-attention (n_src x n_src, padded keys masked), decoder self-attention (n_q x n_q, causal),
+    cross-attention (n_q x n_k, padded source keys masked)."""
+    cell = 22
+    pad = [[int(j < valid_src) for j in range(n_src)] for _ in range(n_src)]
+    causal = [[int(j <= i) for j in range(n_q)] for i in range(n_q)]
+    cross = [[int(j < valid_src) for j in range(n_k)] for _ in range(n_q)]
+    panels = [
+        ("padding", "encoder self-attention", pad, f"{n_src} × {n_src}"),
+        ("causal", "decoder self-attention", causal, f"{n_q} × {n_q}"),
+        ("cross", "cross-attention", cross, f"{n_q} × {n_k}"),
+    ]
+    d = Drawing(500, 290, "masks")
+    x = 12
+    colours = {0: MASK_OFF, 1: MASK_ON}
+    for title, sub, grid, size in panels:
+        w = cell * len(grid[0])
+        cx = x + w / 2
+        d.text(cx, 22, title, bold=True)
+        d.text(cx, 42, sub.split()[0], size=SMALL)
+        if len(sub.split()) > 1:
+            d.text(cx, 60, " ".join(sub.split()[1:]), size=SMALL)
+        d.cells(x, 74, grid, cell, colours=colours)
+        d.rect(x, 74, w, cell * len(grid), stroke=INK, rx=0, stroke_width=1)
+        d.text(cx, 74 + cell * len(grid) + 22, size + " (n_q × n_k)" if title == "cross" else size, size=SMALL)
+        x += w + 40
+    d.text(12, 226, "rows: queries; columns: keys", size=SMALL, anchor="start")
+    d.rect(12, 244, 18, 18, fill=MASK_ON, stroke=INK, rx=0, stroke_width=1)
+    d.text(36, 258, "may attend (True)", size=SMALL, anchor="start")
+    d.rect(200, 244, 18, 18, fill=MASK_OFF, stroke=INK, rx=0, stroke_width=1)
+    d.text(224, 258, "masked out (False)", size=SMALL, anchor="start")
+    return d
+
+
+def blockwise_merge(n_q: int, n_k: int, block: int) -> Drawing:
+    """Blockwise attention: the n_q x n_k scores cut into blocks of `block` keys (the last one may be shorter);
+    each block gives a `Partial` (out, max, sum), and `merge` folds them in order, bringing both to their common
+    maximum; at the end out / sum is the attention output. At most 4 blocks."""
+    blocks = -(-n_k // block)
+    if blocks > 4:
+        raise ValueError(f"{blocks} blocks: draw at most 4")
+    d = Drawing(500, 470, "blockwise-merge")
+    cell = min(18.0, 470 / n_k)
+    x0 = (500 - cell * n_k) / 2
+    d.text(250, 18, f"scores: {n_q} queries × {n_k} keys in blocks of {block} keys", size=SMALL)
+    fills = [tint(COLOURS["key"], 0.35), tint(COLOURS["key"], 0.75)]
+    centres = []
+    for b in range(blocks):
+        cols = min(block, n_k - b * block)
+        x = x0 + b * block * cell
+        d.cells(x, 28, [[b % 2] * cols for _ in range(n_q)], cell, colours=fills)
+        d.rect(x, 28, cols * cell, n_q * cell, stroke=INK, rx=0, stroke_width=1.5)
+        centres.append(x + cols * cell / 2)
+    top = 28 + n_q * cell + 14
+    width = min(140, 480 / blocks - 10)
+    spots = [250 + (b - (blocks - 1) / 2) * (width + 14) for b in range(blocks)]
+    for b, (c, s) in enumerate(zip(centres, spots)):
+        d.arrow((c, top - 14), (s, top + 16))
+        d.box(s - width / 2, top + 18, width, 46, f"Partial {b + 1}", role="weight", note="out, max, sum", size=SMALL)
+    y = top + 64
+    previous = spots[0]
+    for b in range(1, blocks):
+        d.arrow((previous, y if b == 1 else y), (250 - 20, y + 30))
+        d.arrow((spots[b], top + 64 if b == 1 else top + 64), (250 + 20, y + 30))
+        d.box(170, y + 32, 160, 34, "merge", size=SMALL)
+        previous, y = 250, y + 66
+    d.arrow((250, y), (250, y + 20))
+    d.box(150, y + 22, 200, 34, "output = out / sum", size=SMALL)
+    y += 74
+    d.rect(10, y, 480, 92, stroke=COLOURS["neutral"], dash="4 3")
+    d.text(24, y + 24, "merge(a, b):  top = max(a.max, b.max)", size=SMALL, anchor="start")
+    d.text(24, y + 50, "out = a.out·e^{a.max − top} + b.out·e^{b.max − top}", size=SMALL, anchor="start")
+    d.text(24, y + 76, "sum = a.sum·e^{a.max − top} + b.sum·e^{b.max − top}", size=SMALL, anchor="start")
+    d.height = y + 100
+    return d
+
+
+def head_groups(heads: int, groups_list=(8, 2, 1)) -> Drawing:
+    """Which key/value head each query head reads: multi-head, grouped-query, multi-query attention, stacked."""
+    names = {heads: "multi-head", 1: "multi-query"}
+    d = Drawing(500, 12 + 132 * len(groups_list), "head-groups")
+    step = 460 / heads
+    for row, groups in enumerate(groups_list):
+        top = 10 + 132 * row
+        per = heads // groups
+        title = names.get(groups, "grouped-query")
+        d.text(20, top + 14, f"{title}: h = {heads} query heads, g = {groups}", size=SMALL, anchor="start")
+        for r in range(heads):
+            qx = 20 + step * (r + 0.5)
+            gx = 20 + step * ((r // per) * per + per / 2)
+            d.line(qx, top + 48, gx, top + 86, colour=COLOURS["neutral"])
+            d.rect(qx - 17, top + 24, 34, 26, fill=tint(COLOURS["query"]), stroke=COLOURS["query"], stroke_width=2)
+            d.text(qx, top + 42, str(r), size=SMALL)
+        for g in range(groups):
+            gx = 20 + step * (g * per + per / 2)
+            w = max(34, step * per - 10)
+            d.rect(gx - w / 2, top + 86, w, 28, fill=tint(COLOURS["value"]), stroke=COLOURS["key"], stroke_width=2.5)
+            d.text(gx, top + 105, f"K,V {g}" if w > 50 else str(g), size=SMALL)
+    return d
+
+
+def transformer_block() -> Drawing:
+    """Post-norm (left, the original Transformer) and pre-norm (right) blocks side by side, bottom to top.
+
+    The residual path (vermilion) branches off before each sublayer and joins at the circled plus."""
+    d = Drawing(500, 432, "transformer-block")
+    attention = ("multi-head attention", 40, "weight")
+    ffn = ("feed-forward (FFN)", 40, "neutral")
+    norm = ("LayerNorm", 32, None)
+    plus = ("+", 22, None)
+    post = [attention, plus, norm, ffn, plus, norm]  # residual: before item 0 to item 1, before 3 to 4
+    pre = [norm, attention, plus, norm, ffn, plus]  # residual: before 0 to 2, before 3 to 5
+    for x0, title, items, residuals in (
+        (10, "post-norm", post, ((0, 1), (3, 4))),
+        (260, "pre-norm", pre, ((0, 2), (3, 5))),
+    ):
+        cx = x0 + 115
+        d.text(cx, 20, title, bold=True)
+        d.text(cx, 424, "input X", size=SMALL)
+        cur, spans = 404, []
+        for label, h, role in items:
+            bottom = cur - 20
+            top = bottom - h
+            d.arrow((cx, cur), (cx, bottom))
+            if label == "+":
+                d.plus(cx, top + 11)
+            else:
+                width = 200 if role else 150
+                d.box(cx - width / 2, top, width, h, label, role=role, size=SMALL)
+            spans.append((top, bottom, cur))
+            cur = top
+        d.arrow((cx, cur), (cx, cur - 24))
+        d.text(cx, cur - 30, "output", size=SMALL)
+        for branch, join in residuals:
+            by = (spans[branch][1] + spans[branch][2]) / 2
+            jy = spans[join][0] + 11
+            d.arrow((cx, by), (x0 + 5, by), (x0 + 5, jy), (cx - 12, jy), colour=COLOURS["residual"])
+    d.line(250, 34, 250, 420, colour=COLOURS["neutral"], width=1, dash="4 4")
+    return d
