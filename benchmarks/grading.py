@@ -9,6 +9,12 @@ per-notebook overhead against the local pool, the counted traffic (tasks, judge 
 measured unit costs (a scheduler round trip, a relayed request/reply) and a projection for N workers.
 
     .venv/bin/python benchmarks/grading.py [--students 12] [--jobs N] [--assignment attention-pooling]
+
+`--baseline REF` (a commit of this repository) also times `make grade` of that commit's grader (extracted with
+`git archive` into a temporary folder, run with the same virtual environment) on the same class, alternating with
+this checkout's `--repeat` times, and prints the ratio and where a notebook's time went for each: its execution
+(sandbox set-up, kernel start, cells, teardown: the runner's own clock) and the rest of a worker's time (scoring,
+saving, feedback page), per notebook. `--skip-plain` and `--skip-dask` leave those runs out.
 """
 
 from __future__ import annotations
@@ -29,6 +35,70 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tools.synthetic import build_class  # noqa: E402
+
+VENV = Path(sys.prefix)  # the benchmark runs with the course's virtual environment: `make` uses the same one
+
+
+def make_grade(root: Path, course: Path, args, env: dict, db: str) -> float:
+    """Wall seconds of `make grade` (JOBS=args.jobs, --force) of the grader in `root` on `course`."""
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(root),
+        "grade",
+        f"VENV={VENV}",
+        f"ASSIGNMENT={args.assignment}",
+        f"COURSE={course}",
+        f"JOBS={args.jobs}",
+        "GRADE_FLAGS=--force --no-progress",
+    ]
+    return timed(cmd, root, {**env, "GRADEBOOK_URL": f"sqlite:///{db}", "PYTHONPATH": str(root)})
+
+
+def executed_seconds(course: Path, assignment: str) -> float:
+    """Mean seconds the runner took per notebook (sandbox set-up to teardown), from the state files."""
+    times = [
+        json.loads(p.read_text()).get("seconds") or 0.0
+        for p in (course / "autograded").glob(f"*/{assignment}/*.grading.json")
+    ]
+    return sum(times) / max(len(times), 1)
+
+
+def baseline_tree(ref: str, dest: Path) -> Path:
+    """The files of commit `ref` of this repository in `dest` (git archive: no worktree, nothing registered)."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def compare(course: Path, args, env: dict, tmp: str) -> dict:
+    """`make grade` of `--baseline` and of this checkout on the same class, alternating; per-notebook figures."""
+    old_root = baseline_tree(args.baseline, Path(tmp) / "baseline")
+    runs: dict[str, list[tuple[float, float]]] = {"baseline": [], "this": []}
+    for i in range(args.repeat):
+        for name, root in (("baseline", old_root), ("this", ROOT)):
+            seconds = make_grade(root, course, args, env, f"{tmp}/{name}{i}.db")
+            runs[name].append((seconds, executed_seconds(course, args.assignment)))
+            print(f"  make grade ({name}, run {i + 1}): {seconds:6.1f} s", flush=True)
+    figures = {}
+    for name, got in runs.items():
+        wall = sum(w for w, _ in got) / len(got)
+        executed = sum(e for _, e in got) / len(got)
+        worker = wall * args.jobs / args.students
+        figures[name] = {"wall_s": wall, "worker_s_per_notebook": worker, "executed_s_per_notebook": executed}
+        print(
+            f"{name:>8} ({args.baseline if name == 'baseline' else 'this checkout'}): {wall:6.1f} s = "
+            f"{wall / args.students:5.2f} s/notebook; a worker spends {worker:5.2f} s per notebook: executing "
+            f"{executed:5.2f} (sandbox, kernel start, cells, teardown), the rest {worker - executed:5.2f} "
+            f"(scoring, saving, feedback, and the run's start-up and end shared out)",
+            flush=True,
+        )
+    ratio = figures["baseline"]["wall_s"] / figures["this"]["wall_s"]
+    print(f"this checkout against {args.baseline}: {ratio:.2f}x faster (same class, same run, alternating)")
+    figures["speedup"] = ratio
+    return figures
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:
@@ -214,6 +284,10 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--baseline", default=None, help="a commit whose `make grade` to time against this one")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each grader with --baseline (alternating)")
+    parser.add_argument("--skip-plain", action="store_true", help="no plain nbgrader autograde run")
+    parser.add_argument("--skip-dask", action="store_true", help="no Dask LocalCluster run")
     args = parser.parse_args()
     home = ROOT / "_build" / "home"  # Jupyter, IPython and matplotlib write here, as in the tests
     for var, sub in [
@@ -248,75 +322,64 @@ def main() -> int:
             f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}",
             flush=True,
         )
-        plain = timed(
-            ["nbgrader", "autograde", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"], course, env
-        )
-        print(
-            f"plain nbgrader autograde (sequential): {plain:7.1f} s  = {plain / args.students:5.2f} s/notebook",
-            flush=True,
-        )
-        fast_env = {**env, "GRADEBOOK_URL": f"sqlite:///{tmp}/fast.db"}
-        fast = timed(
-            [
-                "make",
-                "--no-print-directory",
-                "-C",
-                str(ROOT),
-                "grade",
-                f"ASSIGNMENT={args.assignment}",
-                f"COURSE={course}",
-                f"JOBS={args.jobs}",
-                "GRADE_FLAGS=--force --no-progress",
-            ],
-            ROOT,
-            fast_env,
-        )
+        figures: dict = {
+            "students": args.students,
+            "jobs": args.jobs,
+            "cores": os.cpu_count(),
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+        }
+        plain = None
+        if not args.skip_plain:
+            plain = timed(
+                ["nbgrader", "autograde", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"],
+                course,
+                env,
+            )
+            print(
+                f"plain nbgrader autograde (sequential): {plain:7.1f} s  = {plain / args.students:5.2f} s/notebook",
+                flush=True,
+            )
+            figures.update(plain_s=plain, plain_s_per_notebook=plain / args.students)
+        if args.baseline:
+            figures["baseline"] = compare(course, args, env, tmp)
+        fast = make_grade(ROOT, course, args, env, f"{tmp}/fast.db")
         print(
             f"make grade JOBS={args.jobs} (sandboxed, feedback included): {fast:7.1f} s  = "
             f"{fast / args.students:5.2f} s/notebook",
             flush=True,
         )
-        dask_s, dask_line, costs = dask_run(course, args, env, tmp)
-        print(
-            f"make grade DASK_SCHEDULER=<LocalCluster on 127.0.0.1, {args.jobs} workers>: {dask_s:7.1f} s  = "
-            f"{dask_s / args.students:5.2f} s/notebook ({(dask_s - fast) / args.students:+.2f} s/notebook "
-            f"against the local pool)",
-            flush=True,
-        )
-        projection = project(dask_line, costs, args, out=sys.stdout)
+        figures.update(make_grade_s=fast, make_grade_s_per_notebook=fast / args.students)
+        if not args.skip_dask:
+            dask_s, dask_line, costs = dask_run(course, args, env, tmp)
+            print(
+                f"make grade DASK_SCHEDULER=<LocalCluster on 127.0.0.1, {args.jobs} workers>: {dask_s:7.1f} s  = "
+                f"{dask_s / args.students:5.2f} s/notebook ({(dask_s - fast) / args.students:+.2f} s/notebook "
+                f"against the local pool)",
+                flush=True,
+            )
+            projection = project(dask_line, costs, args, out=sys.stdout)
+            figures.update(
+                dask_s=dask_s,
+                dask_s_per_notebook=dask_s / args.students,
+                dask_costs=costs,
+                dask_projection=projection,
+            )
         floor = floor_seconds()
         per_worker = fast * args.jobs / args.students
-        print(
-            f"speedup: {plain / fast:.2f}x (load now {os.getloadavg()[0]:.1f}: other users' processes share the cores)"
-        )
+        if plain is not None:
+            print(
+                f"speedup: {plain / fast:.2f}x (load now {os.getloadavg()[0]:.1f}: other users' processes share "
+                f"the cores)"
+            )
+            figures["speedup"] = plain / fast
         print(
             f"floor (one sandboxed kernel start + import torch): {floor:.2f} s; make grade spends "
             f"{per_worker:.2f} s of a worker per notebook ({per_worker / floor:.2f}x the floor)"
         )
+        figures.update(floor_s=floor, load_at_end=os.getloadavg()[0])
         if args.json:
-            args.json.write_text(
-                json.dumps(
-                    {
-                        "students": args.students,
-                        "jobs": args.jobs,
-                        "cores": os.cpu_count(),
-                        "plain_s": plain,
-                        "make_grade_s": fast,
-                        "speedup": plain / fast,
-                        "floor_s": floor,
-                        "load_at_end": os.getloadavg()[0],
-                        "plain_s_per_notebook": plain / args.students,
-                        "make_grade_s_per_notebook": fast / args.students,
-                        "dask_s": dask_s,
-                        "dask_s_per_notebook": dask_s / args.students,
-                        "dask_costs": costs,
-                        "dask_projection": projection,
-                        "machine": platform.platform(),
-                        "python": platform.python_version(),
-                    },
-                    indent=1,
-                )
-            )
+            args.json.write_text(json.dumps(figures, indent=1))
     return 0
 
 

@@ -283,12 +283,42 @@ def local_mathjax(feedback_dir: Path) -> bool:
     return True
 
 
+_EXPORTER: list = []  # this process's HTMLExporter (see `warm`)
+
+
+def _exporter():
+    """The HTMLExporter of this process, made once: building one and compiling its templates costs more than
+    rendering a page. Nothing of a page stays in it (each render starts from fresh resources and re-registers its
+    per-notebook filters), and the pages of students are rendered in forked children (grade.isolated), which
+    inherit it as `warm` left it and whose changes die with them."""
+    if not _EXPORTER:
+        from nbconvert import HTMLExporter
+
+        _EXPORTER.append(HTMLExporter(template_name="lab", mathjax_url=MATHJAX))
+    return _EXPORTER[0]
+
+
+def warm() -> None:
+    """Build the exporter and compile the page's templates in this process (a grading worker, before it forks a
+    child per page), with a page of every kind of cell and output `inert` lets through."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    code = nbformat.v4.new_code_cell("x = 1", execution_count=1)
+    code.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="x\n"),
+        nbformat.v4.new_output("error", ename="E", evalue="e", traceback=[]),
+        nbformat.v4.new_output("display_data", data={"text/html": "<b>x</b>", "image/png": png, "text/plain": "x"}),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=1),
+    ]
+    try:
+        render(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# x\n$x$"), code]))
+    except Exception:  # only a head start: a page that cannot be rendered says why when it is rendered
+        _EXPORTER.clear()
+
+
 def render(nb, mathjax: bool = True) -> str:
     """The page, inert (see the module's doc), with MathJax from the feedback folder's own copy (never a CDN)."""
-    from nbconvert import HTMLExporter
-
     nb, blocks = inert(nb)
-    body, _ = HTMLExporter(template_name="lab", mathjax_url=MATHJAX).from_notebook_node(nb)
+    body, _ = _exporter().from_notebook_node(nb)
     # no script of the template either (require.js, widget managers, mermaid): a static page needs none
     body = re.sub(r"<script\b.*?</script\s*>", "", body, flags=re.S | re.I)
     for token, block in blocks.items():

@@ -453,6 +453,9 @@ def _init_worker() -> None:
 
     _UID = lease_uid()
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    from attention_course.grading import feedback
+
+    feedback.warm()  # every worker: the children that render its pages inherit the compiled templates
 
 
 FEEDBACK_SECONDS = int(os.environ.get("GRADING_FEEDBACK_SECONDS", 120))  # one feedback page (tests lower it)

@@ -28,7 +28,15 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from attention_course.grading.judge import Judge
 from attention_course.grading.records import RunStatus
-from attention_course.grading.sandbox import Limits, Sandbox, SandboxCgroup, reap, scratch_mount, scratch_unmount
+from attention_course.grading.sandbox import (
+    Limits,
+    Sandbox,
+    SandboxCgroup,
+    kill_until_gone,
+    reap,
+    scratch_mount,
+    scratch_unmount,
+)
 
 TRUNCATED = "\n[grader: output truncated]\n"
 
@@ -204,6 +212,11 @@ async def execute(job: dict, link_factory=None) -> dict:
     except RuntimeError as exc:  # kernel failed to start (sandbox, limits)
         died = died or f"kernel could not run: {exc}"[:300]
     finally:
+        if cgroup is not None:  # the kernel and all it started, at once; the shutdown then finds it gone
+            kill_until_gone(cgroup.members, 30.0)
+            # and sends it no interrupt request (jupyter_client's shutdown would wait 0.1 s for a dead kernel to take
+            # it): a signal to a process that is gone does nothing
+            km.kernel_spec.interrupt_mode = "signal"
         try:
             if km.has_kernel:
                 await km.shutdown_kernel(now=True)
