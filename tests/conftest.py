@@ -25,3 +25,25 @@ def graded_class(tmp_path_factory):
         for result in pool.map(lambda a: grade_assignment(a, base / a), ASSIGNMENTS):
             scores.update(result)
     return scores
+
+
+def pytest_collection_finish(session) -> None:
+    """When a selected slow test reads the built site, start building it now, in the background (one core):
+    the first tests (the nbgrader class) run meanwhile."""
+    if session.config.option.collectonly:
+        return
+    for path in {Path(str(item.fspath)) for item in session.items if item.get_closest_marker("slow")}:
+        if "built_html" in path.read_text():
+            import sitebuild
+
+            sitebuild.start()
+            return
+
+
+def pytest_sessionfinish(session) -> None:
+    """A background build that no test waited for (they were deselected or the run stopped) is stopped."""
+    import sys
+
+    sitebuild = sys.modules.get("sitebuild")
+    if sitebuild is not None:
+        sitebuild.stop()
