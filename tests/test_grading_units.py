@@ -11,9 +11,11 @@ import pytest
 from conftest import ROOT, copy_course
 
 from attention_course import notebooks as nbt
-from attention_course.grading import grade as gr
+from attention_course.grading import intake, planner
+from attention_course.grading.collect import submission_times
 from attention_course.grading.course import Course
 from attention_course.grading.ids import csv_cell, escape, valid_id
+from attention_course.grading.options import Options
 
 ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"
@@ -57,8 +59,8 @@ def test_links_below_submitted_are_found(tmp_path):
     (tmp_path / "submitted" / "real" / ASSIGNMENT).mkdir(parents=True)
     (tmp_path / "submitted" / "eve").symlink_to(tmp_path / "submitted" / "real")
     path = tmp_path / "submitted" / "eve" / ASSIGNMENT / NB
-    assert gr.link_in(path, tmp_path / "submitted") == "eve"
-    assert gr.link_in(tmp_path / "submitted" / "real" / ASSIGNMENT / NB, tmp_path / "submitted") is None
+    assert intake.link_in(path, tmp_path / "submitted") == "eve"
+    assert intake.link_in(tmp_path / "submitted" / "real" / ASSIGNMENT / NB, tmp_path / "submitted") is None
 
 
 def _course_with(tmp_path, notebooks: dict[str, bytes]) -> Course:
@@ -89,18 +91,18 @@ def test_a_notebook_that_breaks_reading_marks_only_its_student(tmp_path):
             "underscores": nbformat.writes(underscores).encode(),
         },
     )
-    opts = gr.Options(ASSIGNMENT)
+    opts = Options(ASSIGNMENT)
     source = course.source_notebooks(ASSIGNMENT)[0]
     scratch = tmp_path / "scratch"
     jobs = {
-        s: gr.plan_isolated(course, opts, s, source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+        s: planner.plan_isolated(course, opts, s, source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
         for s in ("deep", "minus", "good", "underscores")
     }
-    assert jobs["deep"].state["status"] == "unreadable" and jobs["deep"].run is None
+    assert jobs["deep"].state.status == "unreadable" and jobs["deep"].run is None
     for student in ("deep", "minus"):  # RecursionError in json, MemoryError in ast.parse: caught in the child
-        assert "could not be read within the grader's limits" in jobs[student].state["reason"], jobs[student].state
-        assert jobs[student].state["score"] == 0 and jobs[student].state["max_score"] == 10
-    assert jobs["good"].run is not None and jobs["good"].state["status"] == "pending"
+        assert "could not be read within the grader's limits" in jobs[student].state.reason, jobs[student].state
+        assert jobs[student].state.score == 0 and jobs[student].state.max_score == 10
+    assert jobs["good"].run is not None and jobs["good"].state.status == "pending"
     assert jobs["underscores"].run is not None  # the static scan stays linear (it took 80 s when quadratic)
 
 
@@ -118,7 +120,7 @@ def test_submission_time_comes_from_collect_not_from_the_student(tmp_path):
 
     collect(course, ASSIGNMENT, archive)
     assert (course.submitted / "doejane" / ASSIGNMENT / "timestamp.txt").exists()
-    assert gr.submission_times(course, ASSIGNMENT) == {"doejane": "2026-11-30 23:59:00"}
+    assert submission_times(course, ASSIGNMENT) == {"doejane": "2026-11-30 23:59:00"}
 
 
 def _cli(*args, cwd=ROOT):

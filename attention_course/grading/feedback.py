@@ -321,9 +321,7 @@ def write_feedback(course, state: dict, executed: Path | None) -> Path:
         )
     if leaked:
         text = plain_page(state)
-    tmp_dest = dest.with_name(f".{dest.name}.tmp")
-    tmp_dest.write_text(text, encoding="utf-8", errors="replace")
-    tmp_dest.replace(dest)
+    atomic_write(dest, text.encode("utf-8", "replace"))
     return dest
 
 

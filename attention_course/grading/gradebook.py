@@ -7,12 +7,15 @@ student's automatic scores once all of their notebooks are done. `grades.csv` is
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nbformat
 
 from attention_course.grading.course import Course
 from attention_course.grading.ids import valid_id, why_invalid
+
+log = logging.getLogger(__name__)
 
 
 def roster(course: Course, db_url: str, refused: list | None = None) -> list[str]:
@@ -66,8 +69,8 @@ def record(gb, assignment: str, student: str, states: dict[str, dict], timestamp
             from nbgrader.utils import parse_utc
 
             sub.timestamp = parse_utc(timestamp)
-        except Exception:
-            pass
+        except Exception as exc:  # the submission is recorded without its time
+            log.warning("%s/%s: submission time %r not recorded: %r", student, assignment, timestamp, exc)
     for notebook in sub.notebooks:
         state = states.get(notebook.name, {})
         cells = state.get("cells", {})
