@@ -52,7 +52,8 @@ def read_submission(data: bytes) -> nbformat.NotebookNode:
             src = "".join(str(s) for s in src)
         if not isinstance(src, str):
             src = ""
-        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        meta = cell.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
         if cell["cell_type"] == "code":
             new = nbformat.v4.new_code_cell(src)
         elif cell["cell_type"] == "markdown":

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 import distributed  # noqa: F401
             except ImportError:
                 return _fail("grading on a cluster needs dask and distributed (pip install -r requirements.txt)")
-            for name, path in opts.tls.items():
+            for name, path in (opts.tls or {}).items():
                 if path and not Path(path).is_file():
                     return _fail(f"--tls-{'ca-file' if name == 'ca' else name}: no such file: {path}")
         return _grade(course, opts)
@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         from attention_course.grading.export import export
 
-        dest = args.to or course.root / "grades.csv"
-        n = export(course, course.db_url, dest)
-        print(f"{dest}: {n} row(s)")
+        to: Path = args.to or course.root / "grades.csv"
+        n = export(course, course.db_url, to)
+        print(f"{to}: {n} row(s)")
         return 0
     return 2
 

@@ -24,7 +24,7 @@ import queue
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -249,13 +249,13 @@ class DaskPool:
         self.tokens[future.key] = (token, assembled, tests, str(course.root), opts.feedback)
         return future
 
-    def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
+    def as_completed(self, futures: Mapping[Any, Job]) -> Iterator[Any]:
         """Yields each task's future once its result is merged (a thread, in arrival order) and saved: scoring,
         saving and rendering feedback run in a process pool on this machine's cores, as they do in the local
         workers, so the instructor's process is not the bottleneck of a large cluster."""
         from distributed import as_completed
 
-        jobs = dict(futures)  # type: ignore[call-overload]  # future -> Job (grade passes its dict)
+        jobs = dict(futures)
         done: queue.Queue = queue.Queue()
 
         def consume() -> None:
@@ -268,9 +268,13 @@ class DaskPool:
                     failed, value = finish(job.state, None, why), None
                 if failed is not None:
                     done.put((future, failed, None))
-                else:
+                elif value is not None:
                     saving = self.savers.submit(conclude_timed, *value)
-                    saving.add_done_callback(lambda f, future=future: done.put((future, None, f)))
+
+                    def saved(f: cf.Future, future: Any = future) -> None:
+                        done.put((future, None, f))
+
+                    saving.add_done_callback(saved)
 
         threading.Thread(target=consume, daemon=True, name="dask-results").start()
         for _ in range(len(jobs)):

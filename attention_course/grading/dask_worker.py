@@ -187,7 +187,7 @@ def grade_task(job: dict[str, Any]) -> dict[str, Any]:
         if job["judge"].get("tls"):
             from distributed import get_worker
 
-            sec = get_worker().security
+            sec: Any = get_worker().security
             context = client_context(sec.tls_ca_file, sec.tls_worker_cert, sec.tls_worker_key)
         run_id = secrets.token_hex(8)
         links: list[RemoteLink] = []

@@ -271,8 +271,10 @@ def local_mathjax(feedback_dir: Path) -> bool:
         return True
     try:
         src = Path(
-            metadata.distribution("sphinx-mathjax-offline").locate_file(
-                "sphinx-mathjax-offline/static/mathjax/tex-svg-full.js"
+            str(
+                metadata.distribution("sphinx-mathjax-offline").locate_file(
+                    "sphinx-mathjax-offline/static/mathjax/tex-svg-full.js"
+                )
             )
         )
     except metadata.PackageNotFoundError:

@@ -25,7 +25,12 @@ def roster(course: Course, db_url: str, refused: list | None = None) -> list[str
 
     refused = refused if refused is not None else []
     with Gradebook(db_url) as gb:
-        students = {s.id for s in gb.students if valid_id(s.id) or refused.append((s.id, why_invalid(s.id)))}
+        students = set()
+        for s in gb.students:
+            if valid_id(s.id):
+                students.add(s.id)
+            elif refused is not None:
+                refused.append((s.id, why_invalid(s.id)))
     if course.submitted.exists():
         for p in course.submitted.iterdir():
             if p.name.startswith("."):

@@ -4,7 +4,7 @@ machine, cluster.DaskPool on a Dask cluster); a `JudgeLink` is how the runner re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ class Pool(Protocol):
     def submit(self, job: Job, course: Course, opts: Options) -> Any:
         """Start one planned job; a future for `as_completed` and `state`."""
 
-    def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
-        """The futures, each once its job is done."""
+    def as_completed(self, futures: Mapping[Any, Job]) -> Iterator[Any]:
+        """The futures (future -> its job), each once its job is done."""
 
     def state(self, future: Any, job: Job) -> NotebookState:
         """The job's final state (saved unless a grader error); raises what the worker raised."""

@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from attention_course.grading.records import RunStatus
 from attention_course.grading.relay import HELLO_MAX, relay
@@ -55,8 +56,8 @@ class JudgeJob:
     def __init__(self, spec: dict):
         self.spec = spec
         self.run: str | None = None
-        self.process = None
-        self.conn = None
+        self.process: Any = None  # the judge process of the current run (multiprocessing's, forkserver)
+        self.conn: Any = None  # its end of the pipe
         self.sock_path: str | None = None
         self.results: dict[int, dict] = {}
         self.inflight = 0
@@ -225,7 +226,7 @@ class JudgeService:
             return
         job.conn.send(("test", index, timeout))
         inner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        inner.connect(job.sock_path)
+        inner.connect(str(job.sock_path))
         conn.settimeout(None)
         counts: dict = {}
         t0 = time.monotonic()

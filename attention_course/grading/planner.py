@@ -75,7 +75,7 @@ def fingerprint(
     ):
         h.update(hashlib.sha256(part).digest())
     for path in intake.other_files(folder) if folder else []:
-        h.update(str(path.relative_to(folder)).encode())
+        h.update(str(path.relative_to(folder or path)).encode())
         with open(path, "rb") as fh:
             h.update(hashlib.sha256(fh.read(intake.MAX_COPY_BYTES)).digest())
     return h.hexdigest()

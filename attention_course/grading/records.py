@@ -98,9 +98,9 @@ class CellGrade:
         if not isinstance(data, dict):
             raise ValueError("a cell grade is not an object")
         score, max_score, why = data.get("score"), data.get("max_score"), data.get("why", "")
-        if type(score) not in (int, float) or type(max_score) not in (int, float) or not isinstance(why, str):
+        if not isinstance(score, int | float) or not isinstance(max_score, int | float) or not isinstance(why, str):
             raise ValueError("a cell grade's score, max_score or why has the wrong type")
-        return cls(float(score), float(max_score), CellStatus(data.get("status")), why)
+        return cls(float(score), float(max_score), CellStatus(str(data.get("status"))), why)
 
 
 _OPTIONAL = ("fingerprint", "file", "reviewed", "tests", "points", "died", "seconds")  # saved only when set

@@ -18,7 +18,7 @@ def relay(
     """Copy bytes both ways until either side closes (or `stop()`); never parses them."""
     peer = {a: b, b: a}
     while not stop():
-        ready = [s for s in (a, b) if isinstance(s, ssl.SSLSocket) and s.pending()]
+        ready: list[socket.socket] = [s for s in (a, b) if isinstance(s, ssl.SSLSocket) and s.pending()]
         if not ready:
             ready, _, _ = select.select([a, b], [], [], 0.2)
         for s in ready:

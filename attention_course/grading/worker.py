@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def conclude(
     if result is not None:
         nb = result.pop("notebook")
         if str(result.get("died") or "").startswith("kernel could not run"):
-            result, error = None, result["died"]
+            error, result = str(result["died"]), None
     state = finish(state, result, error)
     if state.status != NotebookStatus.GRADER_ERROR:
 
@@ -131,7 +131,7 @@ class LocalPool:
         assert job.run is not None
         return self.pool.submit(run_job, job.run, job.state, str(job.state_path), str(course.root), opts.feedback)
 
-    def as_completed(self, futures: Iterable[cf.Future]) -> Iterator[cf.Future]:
+    def as_completed(self, futures: Mapping[cf.Future, Job]) -> Iterator[cf.Future]:
         return cf.as_completed(futures)
 
     def state(self, future: cf.Future, job: Job) -> NotebookState:
