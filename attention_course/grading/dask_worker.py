@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from attention_course.grading.interfaces import JudgeLink
 from attention_course.grading.options import grader_version
 from attention_course.grading.records import RunSpec, RunStatus
 from attention_course.grading.relay import client_context, relay
@@ -192,7 +193,7 @@ def grade_task(job: dict[str, Any]) -> dict[str, Any]:
         run_id = secrets.token_hex(8)
         links: list[RemoteLink] = []
 
-        def factory(_job, listener):
+        def factory(_job: dict[str, Any], listener: socket.socket) -> JudgeLink:
             links.append(RemoteLink(_job, listener, job["judge"], job["token"], run_id, context))
             return links[-1]
 
