@@ -220,3 +220,44 @@ def test_feedback_that_would_show_a_reference_answer_is_reduced_to_the_scores(tm
     assert "exp.sum(dim=dim, keepdim=True)" in pages["answer"], "the student's own answer is shown back"
     assert "exp.sum" not in pages["output"] and "Score: 10 / 10" in pages["output"]
     assert "print(open" not in pages["output"], "the page is the score table alone"
+
+
+def test_a_state_round_trips_and_a_broken_one_is_refused():
+    from attention_course.grading.records import NotebookState, NotebookStatus
+
+    state = NotebookState.zero("alice", ASSIGNMENT, "nb", {"t1": 2.0, "t2": 3.0}, NotebookStatus.MISSING, "missing")
+    assert (state.score, state.max_score) == (0.0, 5.0)
+    data = state.to_json()
+    assert data["cells"]["t1"] == {"score": 0.0, "max_score": 2.0, "status": "not graded", "why": "missing"}
+    assert "fingerprint" not in data and NotebookState.from_json(data) == state
+    for broken in ([], {**data, "cells": {"t1": {"score": "10"}}}, {**data, "notes": "x"}, {**data, "status": "ok?"}):
+        with pytest.raises(ValueError):
+            NotebookState.from_json(broken)
+
+
+def test_a_set_up_cell_that_fails_in_the_judge_is_a_grader_error_not_the_students():
+    import socket
+
+    from attention_course.grading.judge import Judge
+    from attention_course.grading.records import NotebookState, NotebookStatus
+    from attention_course.grading.scoring import finish
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    judge = Judge(listener, set(), b"k" * 32)
+    judge.run_locked("import torch")
+    assert judge.setup_failed is None
+    judge.run_locked("from attention_course.no_such_module import helper")
+    judged = judge.run_test("t1", "assert helper(1) == 1", 5)
+    listener.close()
+    assert judged["status"] == "grader error" and "ModuleNotFoundError" in judged["evalue"], judged
+    state = NotebookState("alice", ASSIGNMENT, "nb", tests={"t1": 0}, points={"t1": 2.0})
+    state = finish(state, {"cells": [judged], "died": None, "seconds": 1.0}, None)
+    assert state.status == NotebookStatus.GRADER_ERROR and "set-up cell failed" in state.reason, state
+    assert state.score == 0 and state.max_score == 2.0
+
+
+def test_a_forked_child_returns_more_than_a_pipe_holds():
+    from attention_course.grading.forked import run_forked
+
+    assert run_forked(lambda: "x" * 300_000, 30, 2**30).value == "x" * 300_000
+    assert run_forked(lambda: 1 / 0, 30, 2**30).error == ("ZeroDivisionError", "division by zero")
