@@ -3,6 +3,7 @@ escaping, links, per-student planning limits, collect's times and the instructor
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import zipfile
@@ -261,3 +262,22 @@ def test_a_forked_child_returns_more_than_a_pipe_holds():
 
     assert run_forked(lambda: "x" * 300_000, 30, 2**30).value == "x" * 300_000
     assert run_forked(lambda: 1 / 0, 30, 2**30).error == ("ZeroDivisionError", "division by zero")
+
+
+def test_an_unchanged_saved_result_is_reused_not_saved_again(tmp_path):
+    """A rerun reuses a result whose inputs did not change: the planning child says so, and the parent then
+    neither runs it nor saves it (nor renders its feedback page) again."""
+    import nbformat
+
+    release = nbt.read(ROOT / "exercises" / ASSIGNMENT / NB)
+    good = nbt.with_answers(release, nbt.reference_answers(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB)))
+    course = _course_with(tmp_path, {"good": nbformat.writes(good).encode()})
+    opts, source, scratch = Options(ASSIGNMENT), course.source_notebooks(ASSIGNMENT)[0], tmp_path / "scratch"
+    first = planner.plan_isolated(course, opts, "good", source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+    assert first.run is not None and not first.state.reused
+    first.state.status = "graded"
+    first.state.zero_cells(first.state.points or {}, "for the test")
+    first.state_path.parent.mkdir(parents=True)
+    first.state_path.write_text(json.dumps(first.state.to_json()))
+    again = planner.plan_isolated(course, opts, "good", source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+    assert again.run is None and again.state.reused and again.state.fingerprint == first.state.fingerprint

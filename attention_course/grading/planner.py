@@ -203,12 +203,14 @@ def plan_isolated(
 
     def plan() -> str:
         job = plan_notebook(course, opts, student, source_path, expected, cell_timeout, scratch, secret)
-        return json.dumps({"state": job.state.to_json(), "run": job.run.to_json() if job.run else None})
+        run = job.run.to_json() if job.run else None
+        return json.dumps({"state": job.state.to_json(), "reused": job.state.reused, "run": run})
 
     outcome = run_forked(plan, PLAN_SECONDS, PLAN_MEMORY)
     if outcome.value is not None:
         payload = json.loads(outcome.value)
         state = NotebookState.from_json(payload["state"])
+        state.reused = payload["reused"] is True  # an unchanged saved result: not saved (nor its page rendered) again
         run = RunSpec.from_json(payload["run"]) if payload["run"] else None
         return Job(student, name, state_path(course, student, opts.assignment, name), state, run)
     if outcome.error:
