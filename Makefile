@@ -26,7 +26,7 @@ help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
 	@echo "make test   - set up .venv if needed, run every test (book build included)"
 	@echo "make test-fast - the tests that need no root, browser, sandbox or database, and are quick (CONTRIBUTING.md)"
-	@echo "make lint   - ruff: lint and format check (make format rewrites)"
+	@echo "make lint   - ruff: lint and format check (make format rewrites); mypy: types of the grader"
 	@echo "make exercises - regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make normalize - strip outputs and fix cell ids of every source notebook"
 	@echo "make lock   - re-resolve requirements.txt into requirements.lock"
@@ -64,6 +64,7 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff check --fix .

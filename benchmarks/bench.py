@@ -8,7 +8,7 @@ Performance page; the book build never runs this script).
     same run, on the CPU and on CUDA when present.
 (b) The course itself: a cold and a warm `jupyter-book build` of the book in a temporary copy (and how many pages
     its table of contents lists: the book measured), and seconds per graded notebook of the course's grader
-    (`make grade`: sandbox and judge; its `GRADER_VERSION` is recorded) and of plain `nbgrader autograde`, over
+    (`make grade`: sandbox and judge; its `GRADER_GENERATION` is recorded) and of plain `nbgrader autograde`, over
     simulated submissions (reference answers) in a temporary course copy.
 (c) Generation (the modern-attention chapter): decode throughput in tokens per second of
     `attention_course.modern.TinyLM` (4 layers, 256 features, 8 query heads in 2 key/value groups) with and without
@@ -322,9 +322,9 @@ def bench_grading(tmp: Path, students: int, assignments: list[str] | None = None
 
 def grader() -> dict:
     """What graded: the course grader's version (bumped when grading changes what it measures)."""
-    from attention_course.grading.grade import GRADER_VERSION
+    from attention_course.grading.options import GRADER_GENERATION
 
-    return {"version": GRADER_VERSION, "command": "make grade JOBS=1 (sandbox + judge, feedback included)"}
+    return {"version": GRADER_GENERATION, "command": "make grade JOBS=1 (sandbox + judge, feedback included)"}
 
 
 def _restamp(out: Path, name: str, date: str) -> None:

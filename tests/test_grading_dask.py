@@ -364,7 +364,7 @@ def test_a_tls_cluster_grades_the_same(request, local, tmp_path):
 
 
 def test_the_judge_service_says_nothing_to_a_wrong_token(tmp_path):
-    from attention_course.grading.cluster import JudgeService
+    from attention_course.grading.judge_service import JudgeService
 
     service = JudgeService("127.0.0.1", 0, tmp_path)
     try:

@@ -45,8 +45,8 @@ from adversarial.feedback_attacks import (
 
 from attention_course import notebooks as nbt
 from attention_course.grading import feedback as fb
-from attention_course.grading.grade import isolated, writable
 from attention_course.grading.sandbox import available
+from attention_course.grading.saving import isolated, writable
 
 SANDBOX = available()
 

@@ -3,6 +3,7 @@ escaping, links, per-student planning limits, collect's times and the instructor
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import zipfile
@@ -11,9 +12,11 @@ import pytest
 from helpers import ROOT, copy_course
 
 from attention_course import notebooks as nbt
-from attention_course.grading import grade as gr
+from attention_course.grading import intake, planner
+from attention_course.grading.collect import submission_times
 from attention_course.grading.course import Course
 from attention_course.grading.ids import csv_cell, escape, valid_id
+from attention_course.grading.options import Options
 
 ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"
@@ -57,8 +60,8 @@ def test_links_below_submitted_are_found(tmp_path):
     (tmp_path / "submitted" / "real" / ASSIGNMENT).mkdir(parents=True)
     (tmp_path / "submitted" / "eve").symlink_to(tmp_path / "submitted" / "real")
     path = tmp_path / "submitted" / "eve" / ASSIGNMENT / NB
-    assert gr.link_in(path, tmp_path / "submitted") == "eve"
-    assert gr.link_in(tmp_path / "submitted" / "real" / ASSIGNMENT / NB, tmp_path / "submitted") is None
+    assert intake.link_in(path, tmp_path / "submitted") == "eve"
+    assert intake.link_in(tmp_path / "submitted" / "real" / ASSIGNMENT / NB, tmp_path / "submitted") is None
 
 
 def _course_with(tmp_path, notebooks: dict[str, bytes]) -> Course:
@@ -89,18 +92,18 @@ def test_a_notebook_that_breaks_reading_marks_only_its_student(tmp_path):
             "underscores": nbformat.writes(underscores).encode(),
         },
     )
-    opts = gr.Options(ASSIGNMENT)
+    opts = Options(ASSIGNMENT)
     source = course.source_notebooks(ASSIGNMENT)[0]
     scratch = tmp_path / "scratch"
     jobs = {
-        s: gr.plan_isolated(course, opts, s, source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+        s: planner.plan_isolated(course, opts, s, source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
         for s in ("deep", "minus", "good", "underscores")
     }
-    assert jobs["deep"].state["status"] == "unreadable" and jobs["deep"].run is None
+    assert jobs["deep"].state.status == "unreadable" and jobs["deep"].run is None
     for student in ("deep", "minus"):  # RecursionError in json, MemoryError in ast.parse: caught in the child
-        assert "could not be read within the grader's limits" in jobs[student].state["reason"], jobs[student].state
-        assert jobs[student].state["score"] == 0 and jobs[student].state["max_score"] == 10
-    assert jobs["good"].run is not None and jobs["good"].state["status"] == "pending"
+        assert "could not be read within the grader's limits" in jobs[student].state.reason, jobs[student].state
+        assert jobs[student].state.score == 0 and jobs[student].state.max_score == 10
+    assert jobs["good"].run is not None and jobs["good"].state.status == "pending"
     assert jobs["underscores"].run is not None  # the static scan stays linear (it took 80 s when quadratic)
 
 
@@ -118,7 +121,7 @@ def test_submission_time_comes_from_collect_not_from_the_student(tmp_path):
 
     collect(course, ASSIGNMENT, archive)
     assert (course.submitted / "doejane" / ASSIGNMENT / "timestamp.txt").exists()
-    assert gr.submission_times(course, ASSIGNMENT) == {"doejane": "2026-11-30 23:59:00"}
+    assert submission_times(course, ASSIGNMENT) == {"doejane": "2026-11-30 23:59:00"}
 
 
 def _cli(*args, cwd=ROOT):
@@ -218,3 +221,63 @@ def test_feedback_that_would_show_a_reference_answer_is_reduced_to_the_scores(tm
     assert "exp.sum(dim=dim, keepdim=True)" in pages["answer"], "the student's own answer is shown back"
     assert "exp.sum" not in pages["output"] and "Score: 10 / 10" in pages["output"]
     assert "print(open" not in pages["output"], "the page is the score table alone"
+
+
+def test_a_state_round_trips_and_a_broken_one_is_refused():
+    from attention_course.grading.records import NotebookState, NotebookStatus
+
+    state = NotebookState.zero("alice", ASSIGNMENT, "nb", {"t1": 2.0, "t2": 3.0}, NotebookStatus.MISSING, "missing")
+    assert (state.score, state.max_score) == (0.0, 5.0)
+    data = state.to_json()
+    assert data["cells"]["t1"] == {"score": 0.0, "max_score": 2.0, "status": "not graded", "why": "missing"}
+    assert "fingerprint" not in data and NotebookState.from_json(data) == state
+    for broken in ([], {**data, "cells": {"t1": {"score": "10"}}}, {**data, "notes": "x"}, {**data, "status": "ok?"}):
+        with pytest.raises(ValueError):
+            NotebookState.from_json(broken)
+
+
+def test_a_set_up_cell_that_fails_in_the_judge_is_a_grader_error_not_the_students():
+    import socket
+
+    from attention_course.grading.judge import Judge
+    from attention_course.grading.records import NotebookState, NotebookStatus
+    from attention_course.grading.scoring import finish
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    judge = Judge(listener, set(), b"k" * 32)
+    judge.run_locked("import torch")
+    assert judge.setup_failed is None
+    judge.run_locked("from attention_course.no_such_module import helper")
+    judged = judge.run_test("t1", "assert helper(1) == 1", 5)
+    listener.close()
+    assert judged["status"] == "grader error" and "ModuleNotFoundError" in judged["evalue"], judged
+    state = NotebookState("alice", ASSIGNMENT, "nb", tests={"t1": 0}, points={"t1": 2.0})
+    state = finish(state, {"cells": [judged], "died": None, "seconds": 1.0}, None)
+    assert state.status == NotebookStatus.GRADER_ERROR and "set-up cell failed" in state.reason, state
+    assert state.score == 0 and state.max_score == 2.0
+
+
+def test_a_forked_child_returns_more_than_a_pipe_holds():
+    from attention_course.grading.forked import run_forked
+
+    assert run_forked(lambda: "x" * 300_000, 30, 2**30).value == "x" * 300_000
+    assert run_forked(lambda: 1 / 0, 30, 2**30).error == ("ZeroDivisionError", "division by zero")
+
+
+def test_an_unchanged_saved_result_is_reused_not_saved_again(tmp_path):
+    """A rerun reuses a result whose inputs did not change: the planning child says so, and the parent then
+    neither runs it nor saves it (nor renders its feedback page) again."""
+    import nbformat
+
+    release = nbt.read(ROOT / "exercises" / ASSIGNMENT / NB)
+    good = nbt.with_answers(release, nbt.reference_answers(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB)))
+    course = _course_with(tmp_path, {"good": nbformat.writes(good).encode()})
+    opts, source, scratch = Options(ASSIGNMENT), course.source_notebooks(ASSIGNMENT)[0], tmp_path / "scratch"
+    first = planner.plan_isolated(course, opts, "good", source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+    assert first.run is not None and not first.state.reused
+    first.state.status = "graded"
+    first.state.zero_cells(first.state.points or {}, "for the test")
+    first.state_path.parent.mkdir(parents=True)
+    first.state_path.write_text(json.dumps(first.state.to_json()))
+    again = planner.plan_isolated(course, opts, "good", source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
+    assert again.run is None and again.state.reused and again.state.fingerprint == first.state.fingerprint

@@ -12,7 +12,7 @@ import re
 
 from helpers import ROOT
 
-from attention_course.grading.grade import GRADER_VERSION
+from attention_course.grading.options import GRADER_GENERATION
 from attention_course.sphinx_fixes import toc_order
 
 RESULTS = json.loads((ROOT / "benchmarks" / "results.json").read_text())
@@ -30,9 +30,9 @@ def test_the_measured_book_is_todays_book():
 
 def test_the_grading_figures_come_from_the_current_grader():
     assert "grading" in RESULTS, "results.json has no grading figures: run `make bench` without --skip-grading"
-    assert RESULTS.get("grader", {}).get("version") == GRADER_VERSION, (
+    assert RESULTS.get("grader", {}).get("version") == GRADER_GENERATION, (
         f"grading measured with grader version {RESULTS.get('grader', {}).get('version')}, the grader is version "
-        f"{GRADER_VERSION}: run `make bench`"
+        f"{GRADER_GENERATION}: run `make bench`"
     )
     assignments = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
     measured = [r["assignment"] for r in RESULTS["grading"]]  # every one, or those of --assignments

@@ -52,7 +52,8 @@ def read_submission(data: bytes) -> nbformat.NotebookNode:
             src = "".join(str(s) for s in src)
         if not isinstance(src, str):
             src = ""
-        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        meta = cell.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
         if cell["cell_type"] == "code":
             new = nbformat.v4.new_code_cell(src)
         elif cell["cell_type"] == "markdown":
@@ -147,7 +148,7 @@ def assemble(source: nbformat.NotebookNode, submission: nbformat.NotebookNode) -
         cells.append(new)
         if nbt.nbgrader_meta(cell).get("grade") and cell.cell_type == "code":
             out.tests[gid] = len(cells) - 1
-            out.points[gid] = float(nbt.nbgrader_meta(cell).get("points", 0) or 0)
+            out.points[gid] = cell_points(cell)
         cells.extend(extras.get(gid, []))
     for i, cell in enumerate(cells):
         cell["id"] = f"c{i}"
@@ -157,10 +158,15 @@ def assemble(source: nbformat.NotebookNode, submission: nbformat.NotebookNode) -
     return out
 
 
+def cell_points(cell: nbformat.NotebookNode) -> float:
+    """The points of a graded cell, as the source notebook gives them (the one definition the grader uses)."""
+    return float(nbt.nbgrader_meta(cell).get("points", 0) or 0)
+
+
 def points_of(source: nbformat.NotebookNode) -> dict[str, float]:
     """grade_id -> points of every autograded test cell of the source notebook."""
     return {
-        nbt.nbgrader_meta(c)["grade_id"]: float(nbt.nbgrader_meta(c).get("points", 0) or 0)
+        nbt.nbgrader_meta(c)["grade_id"]: cell_points(c)
         for c in source.cells
         if nbt.nbgrader_meta(c).get("grade") and c.cell_type == "code"
     }

@@ -1,13 +1,17 @@
-"""`python -m attention_course.grading grade|collect|export` (what `make grade`, `make collect` run)."""
+"""`python -m attention_course.grading grade|collect|export` (what `make grade`, `make collect` run): the options,
+the choice of a pool, and the only place that prints an error."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
 from attention_course.grading.course import Course
+from attention_course.grading.options import Options
+from attention_course.grading.records import GradingError
 from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 
 
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="write grades.csv from the gradebook")
     e.add_argument("--to", type=Path, default=None)
     args = parser.parse_args(argv)
+    logging.basicConfig(  # the grader's modules log why something failed; GRADING_DEBUG=1 shows every detail
+        level=logging.DEBUG if os.environ.get("GRADING_DEBUG") else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     import warnings
 
     try:  # nbgrader 0.9 with SQLAlchemy 2 warns on every new submission; harmless
@@ -87,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     course = Course.load(args.course)
 
     if args.command == "grade":
-        from attention_course.grading.grade import Options, grade
         from attention_course.grading.ids import valid_id
 
         if not valid_id(args.assignment):
@@ -115,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                 import distributed  # noqa: F401
             except ImportError:
                 return _fail("grading on a cluster needs dask and distributed (pip install -r requirements.txt)")
-            for name, path in opts.tls.items():
+            for name, path in (opts.tls or {}).items():
                 if path and not Path(path).is_file():
                     return _fail(f"--tls-{'ca-file' if name == 'ca' else name}: no such file: {path}")
-        return grade(course, opts)
+        return _grade(course, opts)
     if args.command == "collect":
         import re
         import zipfile
@@ -157,11 +164,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         from attention_course.grading.export import export
 
-        dest = args.to or course.root / "grades.csv"
-        n = export(course, course.db_url, dest)
-        print(f"{dest}: {n} row(s)")
+        to: Path = args.to or course.root / "grades.csv"
+        n = export(course, course.db_url, to)
+        print(f"{to}: {n} row(s)")
         return 0
     return 2
+
+
+def _grade(course: Course, opts: Options) -> int:
+    """Choose the pool (a Dask cluster when a scheduler is named, else this machine's sandboxed workers) and
+    grade; an instructor's mistake or an unusable cluster is one `error:` line, exit 2."""
+    from attention_course.grading.grade import grade
+    from attention_course.grading.interfaces import Pool
+
+    def make_pool(scratch: Path) -> Pool:
+        if opts.scheduler:
+            from attention_course.grading.cluster import DaskPool
+
+            return DaskPool(opts, scratch, sys.stdout)
+        from attention_course.grading.worker import LocalPool
+
+        return LocalPool(opts.jobs or os.cpu_count() or 1)
+
+    if not opts.scheduler:  # on a cluster, the workers sandbox (checked by their preflight)
+        from attention_course.grading.sandbox import available
+
+        why = available()
+        if why:
+            return _fail(f"cannot sandbox submissions: {why}")
+    try:
+        return grade(course, opts, make_pool)
+    except GradingError as exc:
+        return _fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Archives are read defensively: no absolute paths or `..`, no links, at most 50 M
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 import zipfile
@@ -121,17 +122,27 @@ def collect(course, assignment: str, archive: Path, pattern: str | None = None, 
 def record_times(course, assignment: str, times: dict[str, str]) -> None:
     """Submission times from the LMS download, kept where students cannot write (`.collected/`): the grader
     takes the gradebook's timestamp from here, never from a `timestamp.txt` in a submission folder."""
-    import json
-
     from attention_course.grading.course import atomic_write
 
-    path = course.root / ".collected" / f"{assignment}.json"
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = submission_times(course, assignment)
     known.update(times)
-    atomic_write(path, json.dumps(known, indent=1, sort_keys=True))
+    atomic_write(times_file(course, assignment), json.dumps(known, indent=1, sort_keys=True))
+
+
+def times_file(course, assignment: str) -> Path:
+    """Where `make collect` keeps the submission times of an assignment (students cannot write there)."""
+    return course.root / ".collected" / f"{assignment}.json"
+
+
+def submission_times(course, assignment: str) -> dict[str, str]:
+    """student -> submission time recorded by `make collect` (from the LMS download), if any."""
+    try:
+        data = json.loads(times_file(course, assignment).read_text())
+    except (OSError, ValueError):
+        return {}
+    return (
+        {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    )
 
 
 def roster_names(db_url: str) -> dict[str, str]:

@@ -35,7 +35,13 @@ class _Anonymise(ast.NodeTransformer):
         if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
             body = body[1:] or [ast.Pass()]
         node = ast.FunctionDef(
-            name="_", args=node.args, body=body, decorator_list=[], returns=None, type_params=[], lineno=node.lineno
+            name="_",
+            args=node.args,
+            body=body,
+            decorator_list=[],
+            returns=None,
+            type_params=[],
+            lineno=node.lineno,  # type: ignore[call-arg]
         )
         return self.generic_visit(node)
 

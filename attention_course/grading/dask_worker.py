@@ -18,41 +18,33 @@ Start a worker (as root, in the course's environment, with bubblewrap installed)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import secrets
-import select
 import shutil
 import socket
 import ssl
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-HELLO_MAX = 4096
-PLAIN = (str, int, float, bool, type(None))
-
-
-def package_fingerprint() -> str:
-    """What the instructor and every worker must share: the grader's version and the grading code itself."""
-    from attention_course.grading import grade
-
-    h = hashlib.sha256(grade.GRADER_VERSION.encode())
-    here = Path(__file__).resolve().parent
-    for path in sorted(here.glob("*.py")) + sorted((here.parent).glob("checks.py")):
-        h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()[:16]
+from attention_course.grading.interfaces import JudgeLink
+from attention_course.grading.options import grader_version
+from attention_course.grading.records import RunSpec, RunStatus
+from attention_course.grading.relay import client_context, relay
 
 
-def preflight() -> dict:
+def preflight() -> dict[str, Any]:
     """Run on every worker before grading: can it sandbox, and does it run the same grading code?"""
     from attention_course.grading.sandbox import available
 
-    return {"sandbox": available(), "version": package_fingerprint(), "host": socket.gethostname()}
+    return {"sandbox": available(), "version": grader_version(), "host": socket.gethostname()}
 
 
-def dask_setup(worker) -> None:  # `dask worker --preload attention_course.grading.dask_worker`
+def dask_setup(worker: Any) -> None:  # `dask worker --preload attention_course.grading.dask_worker`
     from attention_course.grading.sandbox import available
 
     why = available()
@@ -64,47 +56,19 @@ def dask_setup(worker) -> None:  # `dask worker --preload attention_course.gradi
 # --- relaying bytes, unread ------------------------------------------------------------------------------
 
 
-def relay(a: socket.socket, b: socket.socket, stop=lambda: False, counts: dict | None = None) -> None:
-    """Copy bytes both ways until either side closes (or `stop()`); never parses them."""
-    peer = {a: b, b: a}
-    while not stop():
-        ready = [s for s in (a, b) if isinstance(s, ssl.SSLSocket) and s.pending()]
-        if not ready:
-            ready, _, _ = select.select([a, b], [], [], 0.2)
-        for s in ready:
-            try:
-                data = s.recv(1 << 16)
-            except (OSError, ssl.SSLError):
-                return
-            if not data:
-                return
-            try:
-                peer[s].sendall(data)
-            except (OSError, ssl.SSLError):
-                return
-            if counts is not None:
-                counts["chunks"] = counts.get("chunks", 0) + 1
-                counts["bytes"] = counts.get("bytes", 0) + len(data)
-
-
-def client_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
-    """TLS to the judge service with the worker's Dask certificates (the cluster's CA; as Dask, no host name
-    check: any holder of a certificate from that CA is the peer)."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
 class RemoteLink:
     """The runner's judge link on a worker: each test cell's agent connection is relayed to the judge service."""
 
     wait_ok = True
 
     def __init__(
-        self, job: dict, listener: socket.socket, judge: dict, token: str, run_id: str, context: ssl.SSLContext | None
+        self,
+        job: dict[str, Any],
+        listener: socket.socket,
+        judge: dict[str, Any],
+        token: str,
+        run_id: str,
+        context: ssl.SSLContext | None,
     ):
         self.listener, self.judge, self.token, self.run_id, self.context = listener, judge, token, run_id, context
         self.abandoned = False
@@ -122,7 +86,7 @@ class RemoteLink:
             except OSError:
                 pass
 
-    def test(self, index: int, gid: str, source: str, timeout: int) -> dict:
+    def test(self, index: int, gid: str, source: str, timeout: int) -> dict[str, Any]:
         self.abandoned = False
         deadline = time.monotonic() + timeout
         agent = None
@@ -138,7 +102,7 @@ class RemoteLink:
                 f"cannot reach the judge service at {self.judge['host']}:{self.judge['port']}: "
                 f"{type(exc).__name__}: {exc}"[:300]
             )
-            return {"status": "judged"}
+            return {"status": RunStatus.JUDGED}
         try:
             self.listener.settimeout(0.2)
             while agent is None and not self.abandoned and time.monotonic() < deadline:
@@ -147,7 +111,7 @@ class RemoteLink:
                 except TimeoutError:
                     continue
             if agent is None:
-                return {"status": "judged"}  # the judge service records that the kernel did not answer
+                return {"status": RunStatus.JUDGED}  # the judge service records that the kernel did not answer
             self._socks.append(agent)
             agent.settimeout(None)
             tcp.settimeout(None)
@@ -163,23 +127,21 @@ class RemoteLink:
                     except OSError:
                         pass
             self._socks.clear()
-        return {"status": "judged"}
+        return {"status": RunStatus.JUDGED}
 
 
 # --- the task ----------------------------------------------------------------------------------------------
 
 
-def _received(job: dict) -> str:
+def _received(job: dict[str, Any]) -> str:
     h = hashlib.sha256(job["notebook"].encode())
     for rel in sorted(job["files"]):
         h.update(rel.encode() + hashlib.sha256(job["files"][rel]).digest())
     return h.hexdigest()
 
 
-def grade_task(job: dict) -> dict:
+def grade_task(job: dict[str, Any]) -> dict[str, Any]:
     """One submission notebook on this worker. Returns only plain values (the instructor checks the types)."""
-    import asyncio
-
     import nbformat
 
     from attention_course.grading import runner
@@ -206,7 +168,14 @@ def grade_task(job: dict) -> dict:
     box = Path(tempfile.mkdtemp(prefix="grading-dask-"))
     try:
         os.chmod(box, 0o755)
-        work = box / "work"
+        run = RunSpec(
+            box=str(box),
+            cell_timeout=job["cell_timeout"],
+            notebook_timeout=job["notebook_timeout"],
+            limits=job["limits"],
+            uid=uid,
+        )
+        work = run.work_dir
         work.mkdir()
         for rel, data in job["files"].items():
             dest = (work / rel).resolve()
@@ -214,31 +183,21 @@ def grade_task(job: dict) -> dict:
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-        (box / "assembled.ipynb").write_text(job["notebook"])
-        run = {
-            "notebook": str(box / "assembled.ipynb"),
-            "work_dir": str(work),
-            "ipc_dir": str(box / "ipc"),
-            "package_dir": str(Path(runner.__file__).resolve().parents[1]),
-            "uid": uid,
-            "cell_timeout": job["cell_timeout"],
-            "notebook_timeout": job["notebook_timeout"],
-            "limits": job["limits"],
-        }
+        run.notebook.write_text(job["notebook"])
         context = None
         if job["judge"].get("tls"):
             from distributed import get_worker
 
-            sec = get_worker().security
+            sec: Any = get_worker().security
             context = client_context(sec.tls_ca_file, sec.tls_worker_cert, sec.tls_worker_key)
         run_id = secrets.token_hex(8)
         links: list[RemoteLink] = []
 
-        def factory(_job, listener):
+        def factory(_job: dict[str, Any], listener: socket.socket) -> JudgeLink:
             links.append(RemoteLink(_job, listener, job["judge"], job["token"], run_id, context))
             return links[-1]
 
-        result = asyncio.run(asyncio.wait_for(runner.execute(run, factory), job["notebook_timeout"] + 180))
+        result = asyncio.run(asyncio.wait_for(runner.execute(run.for_runner(), factory), job["notebook_timeout"] + 180))
         errors = links[0].errors if links else []
         return {
             "run": run_id,

@@ -11,7 +11,7 @@ from pathlib import Path
 from attention_course.grading.course import atomic_write
 from attention_course.grading.ids import csv_cell
 from attention_course.grading.records import NotebookStatus as Status
-from attention_course.grading.records import overall
+from attention_course.grading.records import overall, reason_line
 
 COLUMNS = [
     "assignment",
@@ -44,9 +44,7 @@ def _reason(course, assignment: str, student: str) -> tuple[str, str]:
             if not (course.submitted / student / assignment).is_dir()
             else (Status.NOT_GRADED, "not graded yet")
         )
-    return overall([s.get("status") for s in states]), " | ".join(
-        s.get("reason", "") + (f" [{'; '.join(s['notes'])}]" if s.get("notes") else "") for s in states
-    )
+    return overall([s.get("status") for s in states]), reason_line(states)
 
 
 def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> int:

@@ -271,8 +271,10 @@ def local_mathjax(feedback_dir: Path) -> bool:
         return True
     try:
         src = Path(
-            metadata.distribution("sphinx-mathjax-offline").locate_file(
-                "sphinx-mathjax-offline/static/mathjax/tex-svg-full.js"
+            str(
+                metadata.distribution("sphinx-mathjax-offline").locate_file(
+                    "sphinx-mathjax-offline/static/mathjax/tex-svg-full.js"
+                )
             )
         )
     except metadata.PackageNotFoundError:
@@ -351,9 +353,7 @@ def write_feedback(course, state: dict, executed: Path | None) -> Path:
         )
     if leaked:
         text = plain_page(state)
-    tmp_dest = dest.with_name(f".{dest.name}.tmp")
-    tmp_dest.write_text(text, encoding="utf-8", errors="replace")
-    tmp_dest.replace(dest)
+    atomic_write(dest, text.encode("utf-8", "replace"))
     return dest
 
 

@@ -7,12 +7,15 @@ student's automatic scores once all of their notebooks are done. `grades.csv` is
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nbformat
 
 from attention_course.grading.course import Course
 from attention_course.grading.ids import valid_id, why_invalid
+
+log = logging.getLogger(__name__)
 
 
 def roster(course: Course, db_url: str, refused: list | None = None) -> list[str]:
@@ -22,7 +25,12 @@ def roster(course: Course, db_url: str, refused: list | None = None) -> list[str
 
     refused = refused if refused is not None else []
     with Gradebook(db_url) as gb:
-        students = {s.id for s in gb.students if valid_id(s.id) or refused.append((s.id, why_invalid(s.id)))}
+        students = set()
+        for s in gb.students:
+            if valid_id(s.id):
+                students.add(s.id)
+            elif refused is not None:
+                refused.append((s.id, why_invalid(s.id)))
     if course.submitted.exists():
         for p in course.submitted.iterdir():
             if p.name.startswith("."):
@@ -66,8 +74,8 @@ def record(gb, assignment: str, student: str, states: dict[str, dict], timestamp
             from nbgrader.utils import parse_utc
 
             sub.timestamp = parse_utc(timestamp)
-        except Exception:
-            pass
+        except Exception as exc:  # the submission is recorded without its time
+            log.warning("%s/%s: submission time %r not recorded: %r", student, assignment, timestamp, exc)
     for notebook in sub.notebooks:
         state = states.get(notebook.name, {})
         cells = state.get("cells", {})

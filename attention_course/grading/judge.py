@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import hmac
 import io
+import logging
 import math
 import os
 import re
@@ -47,6 +48,8 @@ from attention_course.grading import wire
 from attention_course.grading.ids import escape
 from attention_course.grading.records import RunStatus
 from attention_course.notebooks import HIDDEN_BEGIN, HIDDEN_END
+
+log = logging.getLogger(__name__)
 
 MAX_TEST_OUTPUT = 64 * 1024
 # A stand-in (a trusted function a test put in the kernel) runs here with arguments the kernel chose. Before it
@@ -448,6 +451,7 @@ class Judge:
         self.abandoned = False  # set by the runner when the kernel finished its turn on its own
         self.meter = None  # the sandbox's memory meter (sandbox.PeakMeter), where the runner hosts the sandbox
         self.tainted = False  # a hidden block has run: the kernel may hold hidden inputs from now on
+        self.setup_failed: str | None = None  # why a locked set-up cell failed here (the grader's error)
 
     # --- plain data both ways ------------------------------------------------------------------------------
     def _make_remote(self, spec: dict) -> Remote:
@@ -617,11 +621,14 @@ class Judge:
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 exec(compile(source, "<set-up>", "exec"), self.ns)
-        except Exception:
-            pass
+        except Exception as exc:  # the grader's own cell: every later test is a grader error, not the student's
+            log.warning("a set-up cell failed in the judge: %r", exc)
+            self.setup_failed = self.setup_failed or f"a set-up cell failed in the judge: {escape(repr(exc), 200)}"
 
     def run_test(self, gid: str, source: str, timeout: float) -> dict:
         """Run one test cell against the kernel whose agent connects to `listener` within `timeout` seconds."""
+        if self.setup_failed:
+            return {"status": RunStatus.GRADER_ERROR, "ename": "SetupFailed", "evalue": self.setup_failed, "stdout": ""}
         self.deadline = time.monotonic() + timeout
         out = io.StringIO()
         result = {"status": RunStatus.OK}

@@ -27,7 +27,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from attention_course.grading.judge import Judge
-from attention_course.grading.records import RunStatus
+from attention_course.grading.records import RunStatus, is_test_cell
 from attention_course.grading.sandbox import (
     Limits,
     Sandbox,
@@ -167,11 +167,7 @@ async def execute(job: dict, link_factory=None) -> dict:
         async with client.async_setup_kernel(stdout=log, stderr=log):
             for index, cell in enumerate(nb.cells):
                 origin = cell.metadata.get("grading", {}).get("origin")
-                is_test = (
-                    origin == "source"
-                    and cell.cell_type == "code"
-                    and bool(cell.metadata.get("nbgrader", {}).get("grade"))
-                )
+                is_test = is_test_cell(cell)
                 if cell.cell_type != "code" or not cell.source.strip():
                     cells[index] = {"status": RunStatus.OK}
                     continue
