@@ -212,7 +212,8 @@ async def execute(job: dict, link_factory=None) -> dict:
             kill_until_gone(cgroup.members, 30.0)
             # and sends it no interrupt request (jupyter_client's shutdown would wait 0.1 s for a dead kernel to take
             # it): a signal to a process that is gone does nothing
-            km.kernel_spec.interrupt_mode = "signal"
+            if km.kernel_spec is not None:
+                km.kernel_spec.interrupt_mode = "signal"
         try:
             if km.has_kernel:
                 await km.shutdown_kernel(now=True)
