@@ -281,3 +281,25 @@ def test_an_unchanged_saved_result_is_reused_not_saved_again(tmp_path):
     first.state_path.write_text(json.dumps(first.state.to_json()))
     again = planner.plan_isolated(course, opts, "good", source, {ASSIGNMENT}, 30, scratch, b"k" * 32)
     assert again.run is None and again.state.reused and again.state.fingerprint == first.state.fingerprint
+
+
+def test_a_pool_that_broke_before_taking_a_job_loses_it_for_recovery_instead_of_stopping_the_class():
+    """Jobs are submitted while the class is still being planned: a worker that dies early (a judge killed)
+    breaks the pool before the later jobs are submitted. Those jobs must come back as lost (retried with the
+    running ones), not as an exception out of the class run."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from attention_course.grading.grade import _ClassRun
+    from attention_course.grading.worker import LocalPool
+
+    class Broken(LocalPool):
+        def __init__(self):  # no processes: a pool that broke before it could take anything
+            self.jobs_n = 1
+
+        def submit(self, job, course, opts):
+            raise BrokenProcessPool("a worker died")
+
+    run = _ClassRun.__new__(_ClassRun)
+    run.pool, run.course, run.opts, run.bar, run.died_kernels = Broken(), None, None, None, []
+    jobs = [object(), object()]
+    assert sorted(map(id, run.collect(run.submit(jobs)))) == sorted(map(id, jobs))

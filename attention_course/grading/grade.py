@@ -11,6 +11,7 @@ while nothing it depends on changed (idempotent, resumable), and rewrites the gr
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import copy
 import os
 import shutil
@@ -137,13 +138,26 @@ class _ClassRun:
                 plans.append(job)
                 if job.run:
                     self.planned[id(job)] = copy.deepcopy(job.state)
-                    futures[self.pool.submit(job, self.course, self.opts)] = job
+                    futures[self._submit(job)] = job
                 else:
                     self.complete(job)
         return plans, futures
 
     def submit(self, batch: list[Job]) -> dict[Any, Job]:
-        return {self.pool.submit(job, self.course, self.opts): job for job in batch}
+        return {self._submit(job): job for job in batch}
+
+    def _submit(self, job: Job) -> Any:
+        """The job's future; when the pool broke before it could take the job (a worker died while the class was
+        still being planned or submitted), a future that fails as the pool's running jobs do, so the job is
+        recovered with them instead of stopping the class."""
+        try:
+            return self.pool.submit(job, self.course, self.opts)
+        except Exception as exc:
+            if not self.pool.broken(exc):
+                raise
+            failed: cf.Future = cf.Future()
+            failed.set_exception(exc)
+            return failed
 
     def collect(self, futures: dict[Any, Job]) -> list[Job]:
         """Each job's final state as it comes; the jobs that failed because the pool broke (none saved)."""
