@@ -303,3 +303,25 @@ def test_a_pool_that_broke_before_taking_a_job_loses_it_for_recovery_instead_of_
     run.pool, run.course, run.opts, run.bar, run.died_kernels = Broken(), None, None, None, []
     jobs = [object(), object()]
     assert sorted(map(id, run.collect(run.submit(jobs)))) == sorted(map(id, jobs))
+
+
+@pytest.mark.sandbox
+def test_restarting_the_pool_kills_the_old_workers_even_those_that_catch_sigterm():
+    """A broken pool's surviving workers get only SIGTERM from concurrent.futures, and nbclient catches it while
+    a notebook runs: such a worker finished its job as "kernel died" and unmounted the folders the retry of the
+    same job was running in (test_grading_bounded's ipc-fill, once in a CI rehearsal). The restart kills them."""
+    import signal
+    import time
+
+    from attention_course.grading.worker import LocalPool
+
+    pool = LocalPool(1)
+    try:
+        pool.pool.submit(signal.signal, signal.SIGTERM, signal.SIG_IGN).result(60)  # as nbclient's handler does
+        pool.pool.submit(time.sleep, 120)
+        workers = list(pool.pool._processes.values())
+        assert workers and all(p.is_alive() for p in workers)
+        pool.restart()
+        assert not any(p.is_alive() for p in workers), "a worker of the old pool is still running"
+    finally:
+        pool.close()

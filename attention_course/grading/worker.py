@@ -154,6 +154,18 @@ class LocalPool:
         return isinstance(exc, BrokenProcessPool)
 
     def restart(self) -> None:
-        """A fresh pool in place of a broken one (its dead worker's uid lease is released with the process)."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """A fresh pool in place of a broken one (its dead worker's uid lease is released with the process).
+
+        The broken pool's other workers are killed and waited for first: concurrent.futures only sends them
+        SIGTERM, which nbclient catches while a notebook runs (it shuts that kernel down and goes on), so such a
+        worker would finish its job as "kernel died", save it, and unmount the job's folders while the retry of
+        the same job runs in them."""
+        old = self.pool
+        workers = list((getattr(old, "_processes", None) or {}).values())
+        old.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            if process.is_alive():
+                process.kill()
+        for process in workers:
+            process.join(30)
         self.pool = self._pool()
