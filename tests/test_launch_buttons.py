@@ -389,11 +389,12 @@ def test_setup_cell_runs_a_launch_copy_without_the_course_installed(student, bin
     """As on Colab: neither `attention_course` nor d2l installed, only the notebook opened. The set-up cell clones
     the student repository (here a local copy of it, under the URL's place) and installs d2l."""
     python, kernels = colab_env(binder_env[0], tmp_path)
-    missing = run(
-        [str(python), "-c", "import importlib.util as u; print(u.find_spec('attention_course'), u.find_spec('d2l'))"],
-        cwd=tmp_path,
+    probe = "import importlib.util as u; print(u.find_spec('attention_course'), u.find_spec('d2l'))"
+    missing = subprocess.run(  # in the kernel's environment (no PYTHONPATH: the checkout is not on it)
+        [str(python), "-c", probe], cwd=tmp_path, env=clean_env(tmp_path / "probe"), capture_output=True, text=True
     )
-    assert missing.stdout.split() == ["None", "None"], missing.stdout  # as on Colab: neither is installed
+    # as on Colab: neither is installed
+    assert missing.stdout.split() == ["None", "None"], missing.stdout + missing.stderr
     origin = tmp_path / "origin"
     shutil.copytree(student, origin)
     for cmd in (
