@@ -12,7 +12,7 @@ The visual language:
   cells use `plotting.MASK_COLOURS`, the colours of the course's mask heatmaps. Colour only fills and outlines
   shapes; every text is near-black on white or on a light tint, so colour never carries meaning alone;
 - **one font** (`FONT_FAMILY`), text as SVG `<text>` (selectable, searchable, replaceable by a translation), in
-  two sizes, never below `MIN_FONT` px; subscripts (`W_q`, `d_{out}`) are `<tspan>`s;
+  two sizes, never below `MIN_FONT` px, subscripts included (`W_q`, `d_{out}` are `<tspan>`s, shifted down);
 - **one arrow style** (one marker, near-black, 1.6 px);
 - widths of at most `MAX_WIDTH` px, so that at a 375-pixel phone width text stays at least about 9 px high.
 """
@@ -20,7 +20,7 @@ The visual language:
 from __future__ import annotations
 
 import re
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 from attention_course.plotting import MASK_COLOURS
 
@@ -63,7 +63,7 @@ def _rich(text: str, size: float) -> str:
     for body, shift in segments:
         if not body:
             continue
-        small = f' font-size="{0.75 * size:g}"' if shift else ""
+        small = f' font-size="{max(MIN_FONT, 0.75 * size):g}"' if shift else ""
         if shift == level and not small:
             out.append(escape(body))
         else:
@@ -118,6 +118,14 @@ class Drawing:
             f'<circle cx="{cx:g}" cy="{cy:g}" r="{r:g}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
         )
 
+    def curve(self, points, *, colour=INK, width=1.5, dash=None) -> None:
+        """A polyline through `points` ((x, y) pairs), no arrow head: a plotted function."""
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        self.items.append(
+            f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="{width:g}"{extra}/>'
+        )
+
     # composites -------------------------------------------------------------------------------------------
     def box(self, x, y, w, h, label, *, role=None, note=None, size=FONT, bold=False) -> None:
         """A rounded box outlined (and lightly filled) in the role's colour, `label` centred, `note` below it."""
@@ -144,10 +152,13 @@ class Drawing:
                 )
 
     # output -----------------------------------------------------------------------------------------------
-    def svg(self) -> str:
+    def svg(self, *, inline: bool = False) -> str:
+        """The SVG document; `inline`: as an element of an HTML page (marked `data-diagram`, scaled down to the
+        width of its container, never up)."""
+        page = f' data-diagram="{self.name}" style="max-width:100%;height:auto"' if inline else ""
         head = (
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width:g}" height="{self.height:g}" '
-            f'viewBox="0 0 {self.width:g} {self.height:g}" font-family="{FONT_FAMILY}" fill="{INK}">\n'
+            f'viewBox="0 0 {self.width:g} {self.height:g}" font-family="{FONT_FAMILY}" fill="{INK}"{page}>\n'
             f'<defs><marker id="{self.name}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
             f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{INK}"/>'
             "</marker></defs>\n"
@@ -155,10 +166,27 @@ class Drawing:
         )
         return head + "\n".join(self.items) + "\n</svg>\n"
 
-    __str__ = svg
-
-    def _repr_svg_(self) -> str:  # Jupyter shows it as image/svg+xml; the book writes it to an .svg file
+    def __str__(self) -> str:
         return self.svg()
+
+    def _repr_svg_(self) -> str:  # image/svg+xml: the picture for formats that cannot hold inline SVG
+        return self.svg()
+
+    def _repr_html_(self) -> str:
+        """text/html, which the HTML build prefers: the SVG inline in the page, so its text is real, selectable
+        text (an `<img>` of an .svg file is not). `attention_course.sphinx_fixes` gives it the cell's alt text
+        (`labelled`)."""
+        return self.svg(inline=True)
+
+
+def labelled(html: str, alt: str) -> str:
+    """An inline diagram (`Drawing._repr_html_`) with its alt text: `role="img"` and `aria-label` on the `<svg>`
+    (what a screen reader says) and a `<title>` (the tooltip)."""
+    opening = re.match(r"<svg\b[^>]*>", html)
+    if opening is None or "data-diagram=" not in opening.group(0):
+        raise ValueError("not an inline diagram")
+    end = opening.end()
+    return html[: end - 1] + f' role="img" aria-label={quoteattr(alt)}>' + f"<title>{escape(alt)}</title>" + html[end:]
 
 
 # the diagrams -----------------------------------------------------------------------------------------------
@@ -386,4 +414,247 @@ def transformer_block() -> Drawing:
             jy = spans[join][0] + 11
             d.arrow((cx, by), (x0 + 5, by), (x0 + 5, jy), (cx - 12, jy), colour=COLOURS["residual"])
     d.line(250, 34, 250, 420, colour=COLOURS["neutral"], width=1, dash="4 4")
+    return d
+
+
+def scoring(d_q: int, d_k: int, hidden: int) -> Drawing:
+    """Additive attention (left) next to the scaled dot product (right): what each does with one query and one key.
+
+    `d_q`, `d_k`: the sizes of the page's queries and keys; `hidden`: the additive module's hidden units."""
+    d = Drawing(500, 392, "scoring")
+    d.line(250, 8, 250, 384, colour=COLOURS["neutral"], width=1, dash="4 4")
+    # additive: two projections, a sum, tanh, w_v
+    d.text(125, 22, "additive", bold=True)
+    d.box(8, 36, 108, 46, "q", role="query", note=f"1 × {d_q}")
+    d.box(134, 36, 108, 46, "k", role="key", note=f"1 × {d_k}")
+    d.arrow((62, 82), (62, 106))
+    d.arrow((188, 82), (188, 106))
+    d.box(8, 108, 108, 46, "q W_q", role="query", note=f"1 × {hidden}")
+    d.box(134, 108, 108, 46, "k W_k", role="key", note=f"1 × {hidden}")
+    d.arrow((62, 154), (62, 182), (111, 182))
+    d.arrow((188, 154), (188, 182), (139, 182))
+    d.plus(125, 182)
+    d.arrow((125, 193), (125, 214))
+    d.box(55, 216, 140, 34, f"tanh: {hidden} numbers", size=SMALL)
+    d.arrow((125, 250), (125, 270))
+    d.box(55, 272, 140, 34, "· w_v → 1 number", size=SMALL)
+    d.arrow((125, 306), (125, 324))
+    d.box(75, 326, 100, 30, "score", role="weight", size=SMALL)
+    d.text(125, 378, f"weights: {hidden}·({d_q} + {d_k} + 1) = {hidden * (d_q + d_k + 1)}", size=SMALL)
+    # scaled dot product: one multiplication
+    d.text(375, 22, "scaled dot product", bold=True)
+    d.box(258, 36, 108, 46, "q", role="query", note="1 × d")
+    d.box(384, 36, 108, 46, "k", role="key", note="1 × d")
+    d.arrow((312, 82), (312, 160), (340, 186))
+    d.arrow((438, 82), (438, 160), (410, 186))
+    d.box(300, 188, 150, 40, "q kᵀ / √d", size=SMALL)
+    d.text(375, 118, "same size d", size=SMALL)
+    d.arrow((375, 228), (375, 324))
+    d.box(325, 326, 100, 30, "score", role="weight", size=SMALL)
+    d.text(375, 378, "weights: none", size=SMALL)
+    return d
+
+
+def positional_waves(table, pairs=(0, 2, 4, 8), position: int = 5) -> Drawing:
+    """Columns of the sinusoidal encoding as waves along the positions, one row per (sine, cosine) pair, fast to
+    slow, and the code of one position read off every wave.
+
+    `table`: the page's P, (positions, d); `pairs`: which column pairs j (columns 2j and 2j + 1) to draw;
+    `position`: the row whose values are marked. The frequency of pair j is 10000^(-2j/d)."""
+    n, dim = table.shape
+    rows = len(pairs)
+    d = Drawing(500, 70 + 86 * rows, "positional-waves")
+    left, right = 150, 488
+    step = (right - left) / (n - 1)
+    d.text(left, 22, "sine (solid), cosine (dashed) of the position", size=SMALL, anchor="start")
+    px = left + position * step
+    for r, j in enumerate(pairs):
+        top = 36 + 86 * r
+        mid = top + 34
+        omega = 10000.0 ** (-2 * j / dim)
+        d.text(8, mid - 8, f"pair j = {j}", size=SMALL, anchor="start")
+        d.text(8, mid + 12, f"ω = {omega:.3g}", size=SMALL, anchor="start")
+        d.line(left, mid, right, mid, colour=COLOURS["neutral"], width=1)
+        for column, dash in ((2 * j, None), (2 * j + 1, "5 3")):
+            values = [float(v) for v in table[:, column]]
+            d.curve(
+                [(left + i * step, mid - 28 * v) for i, v in enumerate(values)],
+                colour=COLOURS["query"],
+                width=2,
+                dash=dash,
+            )
+            d.circle(px, mid - 28 * values[position], 4, fill=COLOURS["residual"], stroke=COLOURS["residual"])
+        sine, cosine = float(table[position, 2 * j]), float(table[position, 2 * j + 1])
+        d.text(8, mid + 32, f"p = ({sine:.2f}, {cosine:.2f})", size=SMALL, anchor="start")
+    bottom = 36 + 86 * rows
+    d.line(px, 30, px, bottom - 8, colour=COLOURS["residual"], width=1.2, dash="3 3")
+    d.text(px, bottom + 8, f"position {position}", size=SMALL)
+    d.text(left, bottom + 28, "0", size=SMALL)
+    d.text(right, bottom + 28, f"{n - 1}", size=SMALL, anchor="end")
+    d.text((left + right) / 2 + 40, bottom + 28, "position →", size=SMALL)
+    return d
+
+
+def causal_tiles(kind, block: int) -> Drawing:
+    """Causal attention tiled into blocks of `block` queries × `block` keys: per score entry `kind` (the page's
+    (n, n) tensor) is 0 (skipped with its whole tile), 1 (masked inside a diagonal tile) or 2 (computed)."""
+    n = len(kind)
+    cell = min(17.5, 280 / n)
+    d = Drawing(500, 70 + n * cell, "causal-tiles")
+    x0, y0 = 30, 42
+    skipped = "white"
+    d.cells(x0, y0, [[int(v) for v in row] for row in kind], cell, colours={0: skipped, 1: MASK_OFF, 2: MASK_ON})
+    tiles = -(-n // block)
+    counts = {"skipped": 0, "diagonal": 0, "full": 0}
+    for ti in range(tiles):
+        for tj in range(tiles):
+            x, y = x0 + tj * block * cell, y0 + ti * block * cell
+            side = block * cell
+            tile = [
+                int(kind[i][j])
+                for i in range(ti * block, min(n, (ti + 1) * block))
+                for j in range(tj * block, min(n, (tj + 1) * block))
+            ]
+            what = "skipped" if max(tile) == 0 else "diagonal" if min(tile) < 2 else "full"
+            counts[what] += 1
+            d.rect(x, y, side, side, stroke=INK, rx=0, stroke_width=1.5, dash="4 3" if what == "skipped" else None)
+            if what == "skipped" and side >= 40:
+                d.text(x + side / 2, y + side / 2 + 5, "skip", size=SMALL)
+    d.text(x0 + n * cell / 2, 22, "keys j →", size=SMALL)
+    d.text(x0 + n * cell / 2, y0 + n * cell + 22, f"{n} × {n} scores, tiles of {block} × {block}", size=SMALL)
+    lx = x0 + n * cell + 24
+    legend = [
+        (MASK_ON, None, f"computed: {counts['full']} full tiles"),
+        (MASK_OFF, None, f"masked: in {counts['diagonal']} diagonal tiles"),
+        (skipped, "4 3", f"skipped: {counts['skipped']} tiles"),
+    ]
+    for k, (fill, dash, label) in enumerate(legend):
+        y = y0 + 10 + 34 * k
+        d.rect(lx, y, 20, 20, fill=fill, stroke=INK, rx=0, stroke_width=1, dash=dash)
+        d.text(lx + 28, y + 15, label.split(":")[0] + ":", size=SMALL, anchor="start")
+        d.text(lx + 28, y + 33, label.split(": ")[1], size=SMALL, anchor="start")
+    d.text(lx, y0 + 150, "queries i ↓", size=SMALL, anchor="start")
+    return d
+
+
+def rope_pairs(turned, positions=(0, 1, 2, 3)) -> Drawing:
+    """RoPE as rotations: each pair of features (x_2j, x_2j+1) of one vector drawn as an arrow on a dial, at each
+    of `positions`; pair j turns by ω_j per position. `turned`: the page's rotated vectors, (positions, d), d ≤ 6."""
+    import math
+
+    dim = turned.shape[1]
+    pairs = dim // 2
+    if pairs > 3:
+        raise ValueError(f"{pairs} pairs: draw at most 3")
+    d = Drawing(500, 330, "rope-pairs")
+    d.text(250, 22, f"one vector at positions {positions[0]}–{positions[-1]}: each feature pair turns", size=SMALL)
+    spacing = 500 / pairs
+    radius = min(64.0, spacing / 2 - 60)
+    for j in range(pairs):
+        cx, cy = spacing * (j + 0.5), 150
+        d.circle(cx, cy, radius, fill="white", stroke=COLOURS["neutral"])
+        d.line(cx - radius - 8, cy, cx + radius + 8, cy, colour=COLOURS["neutral"], width=1)
+        d.line(cx, cy - radius - 8, cx, cy + radius + 8, colour=COLOURS["neutral"], width=1)
+        angles = [math.atan2(float(turned[p, 2 * j + 1]), float(turned[p, 2 * j])) for p in positions]
+        labelled_at = []
+        for p, angle in zip(positions, angles):
+            length = math.hypot(float(turned[p, 2 * j]), float(turned[p, 2 * j + 1]))
+            tip = (cx + radius * math.cos(angle) * min(1.0, length), cy - radius * math.sin(angle) * min(1.0, length))
+            d.arrow((cx, cy), tip, colour=COLOURS["query"])
+            if all(abs(angle - a) > 0.35 for a in labelled_at):
+                labelled_at.append(angle)
+                lx, ly = cx + (radius + 12) * math.cos(angle), cy - (radius + 14) * math.sin(angle) + 5
+                side = "start" if math.cos(angle) > 0.3 else "end" if math.cos(angle) < -0.3 else "middle"
+                crowd = [q for q, a in zip(positions, angles) if abs(a - angle) <= 0.35]
+                label = f"p={crowd[0]}" if len(crowd) == 1 else f"p={crowd[0]}–{crowd[-1]}"
+                d.text(lx, ly, label, size=SMALL, anchor=side)
+        step = angles[1] - angles[0] if len(angles) > 1 else 0.0
+        d.text(cx, cy + radius + 44, f"pair {j}: x_{2 * j}, x_{2 * j + 1}", size=SMALL)
+        d.text(cx, cy + radius + 64, f"turns {step:.2f} rad per position", size=SMALL)
+    d.text(250, 320, "lengths never change: only the direction carries the position", size=SMALL)
+    return d
+
+
+def kv_cache(tokens, prompt_len: int, steps: int = 3, cache_shape=None) -> Drawing:
+    """The key–value cache across decoding steps: the prompt in one pass, then one new token per step whose key
+    and value are appended to the cache and whose query reads all of them.
+
+    `tokens`: the page's generated sequence (one row); `prompt_len`; `steps`: how many decoding steps to draw;
+    `cache_shape`: the shape of one layer's cached keys, (batch, groups, steps, head_dim), shown with the
+    length of each step."""
+    total = prompt_len + steps
+    cell = min(34.0, 300 / total)
+    d = Drawing(500, 96 + 58 * (steps + 1), "kv-cache")
+    x0 = 84
+    d.text(x0 + total * cell / 2, 22, "token positions →", size=SMALL)
+    new_fill, cached_fill = tint(COLOURS["residual"], 0.3), tint(COLOURS["key"], 0.3)
+    for row in range(steps + 1):
+        y = 36 + 58 * row
+        length = prompt_len + row
+        d.text(8, y + 22, "prompt" if row == 0 else f"step {row}", size=SMALL, anchor="start")
+        for pos in range(length):
+            new = pos >= prompt_len + row - 1 if row else True
+            fill, stroke = (new_fill, COLOURS["residual"]) if new else (cached_fill, COLOURS["key"])
+            d.rect(x0 + pos * cell, y, cell - 3, 32, fill=fill, stroke=stroke, rx=3, stroke_width=1.5)
+            d.text(x0 + pos * cell + (cell - 3) / 2, y + 22, str(int(tokens[pos])), size=SMALL)
+        queries = prompt_len if row == 0 else 1
+        tx = x0 + total * cell + 10
+        d.text(tx, y + 12, f"{queries} quer{'ies' if queries > 1 else 'y'}, {length} keys", size=SMALL, anchor="start")
+        if cache_shape is not None:
+            shape = tuple(cache_shape[:2]) + (length,) + tuple(cache_shape[3:])
+            d.text(tx, y + 31, "cache " + str(shape).replace(" ", ""), size=SMALL, anchor="start")
+        if row:
+            d.arrow(
+                (x0 + (length - 1) * cell + (cell - 3) / 2, y - 24), (x0 + (length - 1) * cell + (cell - 3) / 2, y - 2)
+            )
+    y = 36 + 58 * (steps + 1)
+    d.rect(8, y, 18, 18, fill=new_fill, stroke=COLOURS["residual"], rx=3)
+    d.text(32, y + 14, "keys, values computed this step", size=SMALL, anchor="start")
+    d.rect(8, y + 26, 18, 18, fill=cached_fill, stroke=COLOURS["key"], rx=3)
+    d.text(32, y + 40, "read from the cache (numbers: the token ids)", size=SMALL, anchor="start")
+    return d
+
+
+def window_reach(reach, window: int) -> Drawing:
+    """How far a sliding window reaches through stacked layers: the last output of the top layer, the positions it
+    reads in the layer below, and so on down to the inputs: a cone that widens by `window` - 1 per layer.
+
+    `reach`: the page's measured dependencies, a list (one per depth L = 1, 2, ...) of (n, n) bool tensors, True
+    where output i after L layers depends on input j."""
+    depth, n = len(reach), len(reach[0])
+    gap = min(28.0, 400 / n)
+    d = Drawing(500, 104 + 62 * depth, "window-reach")
+    x0 = 90 + gap / 2
+    last = n - 1
+    # level l (0 = the inputs, depth = the top layer's outputs): which positions the top output depends on;
+    # level l is read by the depth - l layers above it, whose measured reach is reach[depth - l - 1]
+    levels = [[bool(v) for v in reach[depth - level - 1][last]] for level in range(depth)]
+    levels.append([j == last for j in range(n)])
+
+    def y_of(level):
+        return 40 + 62 * (depth - level)
+
+    for level in range(depth, 0, -1):
+        for i in range(n):
+            if not levels[level][i]:
+                continue
+            for j in range(max(0, i - window + 1), i + 1):
+                d.line(x0 + i * gap, y_of(level) + 9, x0 + j * gap, y_of(level - 1) - 9, colour=COLOURS["neutral"])
+    for level in range(depth + 1):
+        y = y_of(level)
+        d.text(8, y + 5, "input" if level == 0 else f"layer {level}", size=SMALL, anchor="start")
+        for i in range(n):
+            on = levels[level][i]
+            role = "query" if level == depth else "key"
+            fill = tint(COLOURS[role], 0.5) if on else "white"
+            d.circle(x0 + i * gap, y, 8, fill=fill, stroke=COLOURS[role] if on else COLOURS["neutral"])
+    first = levels[0].index(True)
+    for pos in sorted({0, first, last}):
+        d.text(x0 + pos * gap, y_of(0) + 30, str(pos), size=SMALL)
+    d.text(
+        250,
+        y_of(0) + 52,
+        f"window {window}, {depth} layers: {last - first} steps back; L(w − 1) = {depth * (window - 1)}",
+        size=SMALL,
+    )
     return d

@@ -21,6 +21,11 @@
 - Sphinx reads (and myst-nb executes) the pages in alphabetical order of their names; a page that uses what an
   earlier page of the book made (the capstone's maps load the model its training page trains) would run before
   it. Pages are read in the order of the table of contents instead, the order a reader follows.
+- A concept diagram (`attention_course.diagrams`) reaches a page as an output holding both an inline `<svg>`
+  (text/html, which myst-nb prefers for HTML) and an SVG picture (image/svg+xml, which myst-nb writes to a file shown
+  with `<img>`, where text cannot be selected). The inline one is kept; myst-nb gives the cell's alt text
+  (`mystnb: image: alt`) only to the picture, so it is copied onto the `<svg>` (`role="img"`, `aria-label`,
+  `<title>`). An inline diagram without an alt text is a build warning (an error under `-W`).
 - This module's code is a config value of the HTML builder, so changing a fix rewrites every page.
 
 Fixes of the theme's own widgets, which are made in the browser, are in `_static/accessibility.js`.
@@ -161,9 +166,36 @@ def _read_in_toc_order(app, env, docnames):
     docnames.sort(key=lambda doc: (rank.get(doc, len(rank)), doc))  # in place, as the event asks
 
 
+def _inline_diagrams(app, doctree):
+    from docutils import nodes
+    from sphinx.util import logging
+
+    from attention_course.diagrams import labelled
+
+    def is_bundle(node) -> bool:
+        return isinstance(node, nodes.container) and node.get("nb_element") == "mime_bundle"
+
+    for bundle in list(doctree.findall(is_bundle)):
+        by_type = {child.get("mime_type"): child for child in bundle.children}
+        if "text/html" not in by_type or "image/svg+xml" not in by_type:
+            continue
+        raw = next(iter(by_type["text/html"].findall(nodes.raw)), None)
+        if raw is None or not raw.astext().startswith("<svg") or "data-diagram=" not in raw.astext():
+            continue
+        image = next(iter(by_type["image/svg+xml"].findall(nodes.image)), None)
+        alt = (image.get("alt") if image is not None else "") or ""
+        if not alt.strip():
+            logging.getLogger(__name__).warning(
+                "a concept diagram without an alt text (mystnb: image: alt)", location=bundle
+            )
+            continue
+        raw.replace_self(nodes.raw(text=labelled(raw.astext(), alt), format="html", classes=raw["classes"]))
+
+
 def setup(app):
     app.add_config_value("attention_course_fixes", hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), "html")
     app.connect("env-before-read-docs", _read_in_toc_order)
+    app.connect("doctree-read", _inline_diagrams)
     app.connect("source-read", _note_exercise_dependencies)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("html-page-context", _fix_biblio_roles, priority=900)

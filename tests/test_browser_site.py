@@ -278,19 +278,38 @@ def test_code_lines_are_not_cut_off(visit, page):
     assert not found["wide"], f"{page}: {len(found['wide'])} of {found['count']} blocks cut off: {found['wide'][:5]}"
 
 
-DIAGRAMS_JS = """() => Array.from(document.querySelectorAll('figure img')).map(img => {
-    const r = img.getBoundingClientRect();
-    return {id: img.closest('figure').id, src: img.currentSrc || img.src, alt: img.getAttribute('alt') || '',
-            left: r.left, right: r.right, shown: r.width, natural: img.naturalWidth,
-            viewport: document.documentElement.clientWidth};
+DIAGRAMS_JS = """() => Array.from(document.querySelectorAll('figure svg[data-diagram]')).map(svg => {
+    const r = svg.getBoundingClientRect();
+    const texts = Array.from(svg.querySelectorAll('text'));
+    // select the diagram's text as a reader would (drag over it): the selection holds the SVG's own text
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    const range = document.createRange();
+    range.selectNodeContents(svg);
+    selection.addRange(range);
+    const selected = selection.toString();
+    selection.removeAllRanges();
+    const sizes = texts.concat(Array.from(svg.querySelectorAll('tspan[font-size]')))
+        .map(t => parseFloat(getComputedStyle(t).fontSize));
+    return {id: svg.closest('figure').id, role: svg.getAttribute('role') || '',
+            alt: svg.getAttribute('aria-label') || '', title: svg.querySelector('title')?.textContent || '',
+            selectable: getComputedStyle(svg).userSelect !== 'none'
+                && texts.every(t => getComputedStyle(t).userSelect !== 'none'),
+            texts: texts.map(t => t.textContent), selected: selected,
+            left: r.left, right: r.right, shown: r.width, height: r.height, natural: svg.viewBox.baseVal.width,
+            naturalHeight: svg.viewBox.baseVal.height, smallestFont: Math.min(...sizes),
+            figureRight: svg.closest('figure').getBoundingClientRect().right,
+            scrollWidth: document.documentElement.scrollWidth, viewport: document.documentElement.clientWidth};
 })"""
 
 
 @pytest.mark.parametrize("width", [375, 1280])
 @pytest.mark.parametrize("page", DIAGRAM_PAGES)
 def test_diagrams_fit_the_window_and_stay_legible(browser, site, page, width):
-    """Each concept diagram (an SVG with alt text) lies inside the window, and its smallest text, scaled as shown,
-    is at least 8 px high on a 375-pixel phone and shown at full size (14 px) at 1280 pixels."""
+    """Each concept diagram is an inline SVG (no `<img>`) whose text is text in the page's DOM, selectable; it has
+    its alt text as `role="img"` + `aria-label` + `<title>`; it lies inside the window (the page does not scroll
+    sideways), keeps its proportions, and its smallest text, scaled as shown, is at least 8 px high on a 375-pixel
+    phone and shown at full size (14 px) at 1280 pixels."""
     names = [c.metadata["mystnb"]["figure"]["name"] for c in diagram_cells(page)]
     context = browser.new_context(viewport={"width": width, "height": 900}, service_workers="block")
     try:
@@ -299,10 +318,17 @@ def test_diagrams_fit_the_window_and_stay_legible(browser, site, page, width):
         shown = {f["id"]: f for f in tab.evaluate(DIAGRAMS_JS)}
         for name in names:
             figure = shown.get(name)
-            assert figure, f"{page}: diagram {name} not shown"
-            assert figure["src"].endswith(".svg") and len(figure["alt"]) > 40, figure
+            assert figure, f"{page}: diagram {name} not shown inline"
+            assert figure["role"] == "img" and len(figure["alt"]) > 40 and figure["title"] == figure["alt"], figure
+            assert figure["selectable"], f"{page}: {name}: its text cannot be selected"
+            words = [t for t in figure["texts"] if t.strip()]
+            assert words and all(t in figure["selected"] for t in words), f"{page}: {name}: text not selected"
             assert figure["left"] >= 0 and figure["right"] <= figure["viewport"] + 0.5, f"{page}: {name} overflows"
-            smallest = diagrams.MIN_FONT * figure["shown"] / figure["natural"]
+            assert figure["figureRight"] <= figure["viewport"] + 0.5, f"{page}: {name}'s figure overflows"
+            assert figure["scrollWidth"] <= figure["viewport"], f"{page}: scrolls sideways at {width} px"
+            ratio = figure["height"] / figure["shown"]
+            assert abs(ratio - figure["naturalHeight"] / figure["natural"]) < 0.01, f"{page}: {name} is distorted"
+            smallest = figure["smallestFont"] * figure["shown"] / figure["natural"]
             print(f"{page} {name} at {width} px: shown {figure['shown']:.0f} px wide, smallest text {smallest:.1f} px")
             assert smallest >= (8 if width < 500 else diagrams.MIN_FONT - 0.01), f"{page}: {name}: {smallest:.1f} px"
     finally:

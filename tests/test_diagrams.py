@@ -4,7 +4,8 @@ Why no SVG is committed: each diagram is drawn by a hidden (`remove-input`) cell
 the build, which executes every page, writes it into the site. A diagram can never be older than its source, and
 one that depicts a computation is drawn from the page's own tensors (the multi-head steps from the shapes d2l's
 module computes on the page's X). The fast tests draw every diagram and check the SVG and the pages' cells; the
-slow test checks the built site; `test_browser_site.py` checks them at 375 and 1280 pixels.
+slow test checks that the built site holds them as inline SVG with their alt texts (no `<img>`: text stays text);
+`test_browser_site.py` checks them in chromium at 375 and 1280 pixels (selectable text, no overflow).
 """
 
 from __future__ import annotations
@@ -45,7 +46,36 @@ DRAWINGS = {
     "blockwise_merge": lambda: diagrams.blockwise_merge(10, 37, block=16),
     "head_groups": lambda: diagrams.head_groups(8, groups_list=(8, 2, 1)),
     "transformer_block": diagrams.transformer_block,
+    "scoring": lambda: diagrams.scoring(20, 2, 8),
+    "positional_waves": lambda: diagrams.positional_waves(_sinusoids(60, 32), pairs=(0, 2, 4, 8), position=5),
+    "causal_tiles": lambda: diagrams.causal_tiles(_tile_kinds(16, 4), block=4),
+    "rope_pairs": lambda: diagrams.rope_pairs(_rotated(8)),
+    "kv_cache": lambda: diagrams.kv_cache(torch.arange(40, 65), 5, steps=3, cache_shape=(2, 2, 24, 16)),
+    "window_reach": lambda: diagrams.window_reach(_reaches(16, 3, 4), window=3),
 }
+
+
+def _sinusoids(n, d):
+    """The sinusoidal encoding, (n, d), from its formula."""
+    angle = torch.arange(n)[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+    return torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).reshape(n, d)
+
+
+def _tile_kinds(n, b):
+    """0: skipped, 1: masked in a diagonal tile, 2: computed (the efficient-attention page's `kind`)."""
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    return torch.where(j // b > i // b, 0, torch.where((j // b < i // b) | (j <= i), 2, 1))
+
+
+def _rotated(positions):
+    """(1, 0, 1, 0) rotated by RoPE to positions 0, 1, ...: pair j turns by 100^-j rad per position."""
+    angles = torch.arange(positions)[:, None] * torch.tensor([1.0, 0.01])
+    return torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1).reshape(positions, 4)
+
+
+def _reaches(n, window, depth):
+    back = torch.arange(n)[:, None] - torch.arange(n)[None, :]
+    return [(back >= 0) & (back <= L * (window - 1)) for L in range(1, depth + 1)]
 
 
 DIAGRAM_PAGES = [p for p in PAGES if diagram_cells(p)]
@@ -57,7 +87,7 @@ def test_every_diagram_function_is_tested():
         for name, obj in vars(diagrams).items()
         if callable(obj) and getattr(obj, "__module__", "") == diagrams.__name__ and not name.startswith("_")
     }
-    assert public - {"Drawing", "tint"} == set(DRAWINGS)
+    assert public - {"Drawing", "tint", "labelled"} == set(DRAWINGS)
 
 
 def _parse(svg: str) -> ET.Element:
@@ -80,7 +110,8 @@ def test_diagram_is_svg_with_text_as_text(name):
     assert root.get("font-family") == diagrams.FONT_FAMILY, "one font for every diagram"
     texts = root.findall(f".//{SVG}text")
     assert texts and all(_text(t).strip() for t in texts), f"{name}: no text, or an empty <text>"
-    assert all(float(t.get("font-size")) >= diagrams.MIN_FONT for t in texts)
+    sized = texts + root.findall(f".//{SVG}tspan[@font-size]")
+    assert all(float(t.get("font-size")) >= diagrams.MIN_FONT for t in sized), f"{name}: text under 14 px"
     # glyphs drawn as outlines would be <path>s: the only path is the arrow head's
     assert len(root.findall(f".//{SVG}path")) == 1
     for element in root.iter():  # every shape inside the canvas
@@ -134,6 +165,99 @@ def test_multi_head_draws_the_shapes_it_is_given():
         assert shape in text
 
 
+def _texts(name) -> list[str]:
+    return [_text(t) for t in _parse(str(DRAWINGS[name]())).iter(f"{SVG}text")]
+
+
+def test_scoring_draws_the_sizes_it_is_given():
+    text = " | ".join(_texts("scoring"))
+    assert "1 × 20" in text and "1 × 2 |" in text and text.count("1 × 8") == 2
+    assert "8·(20 + 2 + 1) = 184" in text
+    other = " | ".join(_text(t) for t in _parse(str(diagrams.scoring(7, 3, 5))).iter(f"{SVG}text"))
+    assert "1 × 7" in other and "5·(7 + 3 + 1) = 55" in other
+
+
+def test_positional_waves_plot_the_table_they_are_given():
+    table = _sinusoids(60, 32)
+    root = _parse(str(DRAWINGS["positional_waves"]()))
+    curves = [c for c in root.iter(f"{SVG}polyline") if not c.get("marker-end")]
+    assert len(curves) == 2 * 4  # a sine and a cosine per pair
+    for curve, column in zip(curves, (0, 1, 4, 5, 8, 9, 16, 17)):
+        ys = [float(p.split(",")[1]) for p in curve.get("points").split()]
+        assert len(ys) == 60
+        # the curve is the column, shifted and scaled (y down): its values, read back, are the table's
+        middle = ys[0] + 28 * float(table[0, column])
+        assert torch.allclose(torch.tensor([(middle - y) / 28 for y in ys]), table[:, column], atol=0.01)
+    text = " | ".join(_texts("positional_waves"))
+    assert "ω = 0.316" in text and "ω = 0.01" in text and "position 5" in text
+    assert f"p = ({float(table[5, 0]):.2f}, {float(table[5, 1]):.2f})" in text
+
+
+def test_causal_tiles_draw_the_kinds_and_count_the_tiles():
+    kind = _tile_kinds(16, 4)
+    root = _parse(str(DRAWINGS["causal_tiles"]()))
+    fills = [r.get("fill") for r in root.iter(f"{SVG}rect") if r.get("stroke") == "white"]
+    colours = {0: "white", 1: diagrams.MASK_OFF, 2: diagrams.MASK_ON}
+    assert fills == [colours[int(v)] for v in kind.flatten()]
+    assert _texts("causal_tiles").count("skip") == 6
+    text = " | ".join(_texts("causal_tiles"))
+    assert "6 full tiles" in text and "in 4 diagonal tiles" in text and "6 tiles" in text
+    text = " | ".join(_text(t) for t in _parse(str(diagrams.causal_tiles(_tile_kinds(12, 4), 4))).iter(f"{SVG}text"))
+    assert "3 full tiles" in text and "3 diagonal" in text and "12 × 12" in text
+
+
+def test_rope_pairs_point_where_the_rotated_vectors_point():
+    import math
+
+    root = _parse(str(DRAWINGS["rope_pairs"]()))
+    arrows = [a for a in root.iter(f"{SVG}polyline") if a.get("marker-end")]
+    assert len(arrows) == 2 * 4  # one arrow per pair and position
+    turned = _rotated(8)
+    for k, arrow in enumerate(arrows):
+        (x1, y1), (x2, y2) = ([float(v) for v in p.split(",")] for p in arrow.get("points").split())
+        j, p = divmod(k, 4)
+        assert math.isclose(
+            math.atan2(y1 - y2, x2 - x1), math.atan2(turned[p, 2 * j + 1], turned[p, 2 * j]), abs_tol=1e-3
+        )
+    text = " | ".join(_texts("rope_pairs"))
+    assert "turns 1.00 rad per position" in text and "turns 0.01 rad per position" in text
+
+
+def test_kv_cache_shows_the_tokens_and_the_growing_cache():
+    text = _texts("kv_cache")
+    assert text.count("40") == 4 and text.count("47") == 1  # position 0 in every row, position 7 only at step 3
+    assert "5 queries, 5 keys" in text and "1 query, 8 keys" in text
+    assert "cache (2,2,5,16)" in text and "cache (2,2,8,16)" in text
+
+
+def test_window_reach_highlights_the_measured_dependencies():
+    reaches = _reaches(16, 3, 4)
+    reaches[3][15, 5] = True  # a measured dependence outside the band is drawn, not the formula's
+    root = _parse(str(diagrams.window_reach(reaches, window=3)))
+    circles = list(root.iter(f"{SVG}circle"))
+    assert len(circles) == 16 * 5
+    inputs = circles[:16]  # the rows are drawn from the inputs up
+    on = [c.get("fill") != "white" for c in inputs]
+    assert on == [bool(v) for v in reaches[3][15]]
+    text = " | ".join(_text(t) for t in root.iter(f"{SVG}text"))
+    assert "10 steps back; L(w − 1) = 8" in text
+
+
+def test_inline_html_scales_down_and_carries_the_alt_text():
+    drawing = DRAWINGS["soft_lookup"]()
+    html = drawing._repr_html_()
+    root = _parse(html)
+    assert root.get("data-diagram") == "soft-lookup" and "max-width:100%" in root.get("style")
+    assert "height:auto" in root.get("style") and root.get("viewBox")
+    assert drawing._repr_svg_() == str(drawing) and "data-diagram" not in str(drawing)
+    alt = 'Query "q" & keys <k>'
+    labelled = _parse(diagrams.labelled(html, alt))
+    assert labelled.get("role") == "img" and labelled.get("aria-label") == alt
+    assert _text(labelled.find(f"{SVG}title")) == alt and list(labelled)[0].tag == f"{SVG}title"
+    with pytest.raises(ValueError):
+        diagrams.labelled(str(drawing), alt)  # a standalone SVG is not an inline diagram
+
+
 def test_too_wide_or_too_small_is_refused():
     with pytest.raises(ValueError):
         diagrams.Drawing(diagrams.MAX_WIDTH + 1, 100, "wide")
@@ -145,7 +269,7 @@ def test_subscripts_are_tspans_and_code_names_are_not():
     d = diagrams.Drawing(200, 50, "sub")
     d.text(10, 20, "W_q and d_{out} and W_query")
     svg = str(d)
-    assert '<tspan dy="4.5" font-size="11.25">q</tspan>' in svg
+    assert f'<tspan dy="4.5" font-size="{diagrams.MIN_FONT}">q</tspan>' in svg  # shifted, never under 14 px
     assert ">out</tspan>" in svg and "W_query" in svg
 
 
@@ -176,20 +300,26 @@ def test_diagram_cells_have_alt_text_and_caption(page):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", DIAGRAM_PAGES)
-def test_built_page_shows_each_diagram_as_svg_with_alt(page):
+def test_built_page_shows_each_diagram_inline_with_alt(page):
+    """In the built page each diagram is an inline `<svg>` (text in the page, selectable), never an `<img>`, and
+    carries its cell's alt text as `role="img"`, `aria-label` and `<title>`."""
+    from html import unescape
+
     from sitebuild import built_html
 
     html_dir = built_html()
     html = (html_dir / f"{page}.html").read_text()
     for cell in diagram_cells(page):
         name = cell.metadata["mystnb"]["figure"]["name"]
+        alt = cell.metadata["mystnb"]["image"]["alt"]
         match = re.search(rf'<figure[^>]*id="{re.escape(name)}"[^>]*>(.*?)</figure>', html, re.S)
         assert match, f"{page}: figure {name} not in the built page"
-        img = re.search(r'<img[^>]*src="([^"]+)"[^>]*>', match.group(1))
-        assert img, f"{page}: figure {name} has no image"
-        alt = re.search(r'alt="([^"]*)"', img.group(0))
-        assert alt and len(alt.group(1)) > 40, f"{page}: {name} has no alt text"
-        path = (html_dir / page).parent / img.group(1)
-        assert path.suffix == ".svg" and path.is_file(), f"{page}: {name}: {path} is not an SVG file of the site"
-        root = _parse(path.read_text())
-        assert root.findall(f".//{SVG}text"), f"{page}: {name}: no <text> in {path.name}"
+        assert "<img" not in match.group(1), f"{page}: {name} is shown as an image, its text not selectable"
+        svg = re.search(r"<svg\b.*?</svg>", match.group(1), re.S)
+        assert svg, f"{page}: figure {name} has no inline SVG"
+        root = _parse(svg.group(0))
+        assert root.get("role") == "img" and unescape(root.get("aria-label")) == alt, f"{page}: {name}: alt text"
+        assert _text(root.find(f"{SVG}title")) == alt
+        assert root.findall(f".//{SVG}text"), f"{page}: {name}: no <text>"
+    ids = re.findall(r'<marker id="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), f"{page}: two diagrams share an id: {ids}"
