@@ -274,17 +274,34 @@ def test_subscripts_are_tspans_and_code_names_are_not():
 
 
 def test_the_chapters_show_their_diagrams():
-    wanted = {
-        "book/attention-pooling/queries-keys-values": "soft_lookup",
-        "book/self-attention/queries-keys-values": "self_attention",
-        "book/multi-head/efficient-reshapes": "multi_head",
-        "book/masking/cross-attention-masks": "masks",
-        "book/efficient-attention/blockwise-attention": "blockwise_merge",
-        "book/modern-attention/grouped-query-attention": "head_groups",
-        "book/capstone/transformer-block": "transformer_block",
-    }
-    for page, function in wanted.items():
+    wanted = [  # (page, function): a page may show several
+        ("book/attention-pooling/queries-keys-values", "soft_lookup"),
+        ("book/self-attention/queries-keys-values", "self_attention"),
+        ("book/multi-head/efficient-reshapes", "multi_head"),
+        ("book/masking/cross-attention-masks", "masks"),
+        ("book/efficient-attention/blockwise-attention", "blockwise_merge"),
+        ("book/modern-attention/grouped-query-attention", "head_groups"),
+        ("book/capstone/transformer-block", "transformer_block"),
+        ("book/scoring-functions/additive-attention", "scoring"),
+        ("book/self-attention/positional-encoding", "positional_waves"),
+        ("book/efficient-attention/blockwise-attention", "causal_tiles"),
+        ("book/modern-attention/rotary-embeddings", "rope_pairs"),
+        ("book/modern-attention/kv-cache", "kv_cache"),
+        ("book/modern-attention/sliding-window", "window_reach"),
+    ]
+    for page, function in wanted:
         assert any(f"diagrams.{function}(" in c.source for c in diagram_cells(page)), (page, function)
+
+
+def test_every_diagram_is_shown_by_a_page():
+    shown = {
+        name
+        for page in DIAGRAM_PAGES
+        for c in diagram_cells(page)
+        for name in DRAWINGS
+        if f"diagrams.{name}(" in c.source
+    }
+    assert shown == set(DRAWINGS), set(DRAWINGS) - shown
 
 
 @pytest.mark.parametrize("page", DIAGRAM_PAGES)
