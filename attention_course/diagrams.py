@@ -19,6 +19,7 @@ The visual language:
 
 from __future__ import annotations
 
+import math
 import re
 from xml.sax.saxutils import escape, quoteattr
 
@@ -540,8 +541,6 @@ def causal_tiles(kind, block: int) -> Drawing:
 def rope_pairs(turned, positions=(0, 1, 2, 3)) -> Drawing:
     """RoPE as rotations: each pair of features (x_2j, x_2j+1) of one vector drawn as an arrow on a dial, at each
     of `positions`; pair j turns by ω_j per position. `turned`: the page's rotated vectors, (positions, d), d ≤ 6."""
-    import math
-
     dim = turned.shape[1]
     pairs = dim // 2
     if pairs > 3:
@@ -657,4 +656,182 @@ def window_reach(reach, window: int) -> Drawing:
         f"window {window}, {depth} layers: {last - first} steps back; L(w − 1) = {depth * (window - 1)}",
         size=SMALL,
     )
+    return d
+
+
+def _number(v: float) -> str:
+    """A cell's number: two decimals, or a power of ten for a fill value such as -1e6."""
+    if abs(v) >= 1e4:
+        exponent = round(math.log10(abs(v)))
+        return ("−" if v < 0 else "") + f"10^{exponent}"
+    return f"{v:.2f}".replace("-", "−")
+
+
+def weight_rows(columns, rows, *, sums: bool = True) -> Drawing:
+    """One query's row of numbers through the steps of a computation, one step per row, one key per column.
+
+    `columns`: the keys' labels; `rows`: (label, values, kind, step) with kind "score" (numbers), "weight" (a bar
+    and its number, summed at the right when `sums`) or "mask" (kept or zeroed), and `step` the operation that
+    led to the row (None for the first)."""
+    n = len(columns)
+    left = 128
+    cell = min(64.0, (500 - left - (62 if sums else 8)) / n)
+    heights = [34 if kind != "weight" else 52 for _, _, kind, _ in rows]
+    d = Drawing(500, 40 + sum(heights) + 36 * (len(rows) - 1) + 10, "weight-rows")
+    top_weight = max((float(v) for _, values, kind, _ in rows if kind == "weight" for v in values), default=1.0)
+    for j, name in enumerate(columns):
+        d.text(left + (j + 0.5) * cell, 22, str(name), size=SMALL)
+    y = 34
+    for r, ((label, values, kind, step), h) in enumerate(zip(rows, heights)):
+        if r:
+            d.arrow((left - 60, y - 34), (left - 60, y - 2))
+            d.text(left - 50, y - 13, step, size=SMALL, anchor="start")
+        d.text(8, y + h / 2 + 5, label, size=SMALL, anchor="start")
+        for j, v in enumerate(float(v) for v in values):
+            x = left + j * cell
+            if kind == "mask":
+                kept = v != 0
+                d.rect(x + 2, y, cell - 4, h, fill=MASK_ON if kept else MASK_OFF, stroke=INK, rx=2, stroke_width=1)
+                if not kept:
+                    d.text(x + cell / 2, y + h / 2 + 5, "0", size=SMALL)
+            elif kind == "weight":
+                bar = (h - 20) * v / top_weight
+                d.rect(x + 2, y, cell - 4, h, fill="white", stroke=COLOURS["weight"], rx=2, stroke_width=1)
+                if bar > 0:
+                    d.rect(
+                        x + 3, y + h - 1 - bar, cell - 6, bar, fill=tint(COLOURS["weight"], 0.55), stroke="none", rx=0
+                    )
+                d.text(x + cell / 2, y + 15, _number(v), size=SMALL)
+            else:
+                masked = abs(v) >= 1e4
+                d.rect(
+                    x + 2,
+                    y,
+                    cell - 4,
+                    h,
+                    fill=MASK_OFF if masked else tint(COLOURS["key"], 0.2),
+                    stroke=COLOURS["key"],
+                    rx=2,
+                    stroke_width=1,
+                )
+                d.text(x + cell / 2, y + h / 2 + 5, _number(v), size=SMALL)
+        if sums and kind == "weight":
+            d.text(
+                left + n * cell + 8, y + h / 2 + 5, f"Σ {sum(float(v) for v in values):.2f}", size=SMALL, anchor="start"
+            )
+        y += h + 36
+    return d
+
+
+def kernel_pooling(keys, values, query: float, weights, sigma: float) -> Drawing:
+    """Nadaraya–Watson pooling at one query: the training points (key x, value y), the query, each key's weight
+    (a stem, tallest next to the query: a Gaussian bump of width `sigma`) and the prediction Σ α_i y_i.
+
+    `keys`, `values`, `weights`: the page's (n_k,) tensors for that query; `query`: its x."""
+    xs, ys, ws = [float(v) for v in keys], [float(v) for v in values], [float(v) for v in weights]
+    lo, hi = min(xs + [query]), max(xs + [query])
+    y_lo, y_hi = min(ys), max(ys)
+    d = Drawing(500, 360, "kernel-pooling")
+    left, right = 40, 488
+
+    def X(x):
+        return left + (x - lo) / (hi - lo) * (right - left)
+
+    def Y(y):
+        return 170 - (y - y_lo) / (y_hi - y_lo) * 130
+
+    prediction = sum(w * y for w, y in zip(ws, ys))
+    d.text(8, 22, "training points (key x, value y)", size=SMALL, anchor="start")
+    for x, y, w in zip(xs, ys, ws):
+        d.circle(X(x), Y(y), 3 + 5 * w / max(ws), fill=tint(COLOURS["value"], 0.5), stroke=COLOURS["value"])
+    d.line(X(query), 32, X(query), 330, colour=COLOURS["query"], width=1.5, dash="5 3")
+    d.circle(X(query), Y(prediction), 6, fill=COLOURS["query"], stroke=INK)
+    d.text(
+        X(query) + (12 if X(query) < 330 else -12),
+        Y(prediction) - 12,
+        f"ŷ = Σ α_i y_i = {prediction:.2f}",
+        size=SMALL,
+        anchor="start" if X(query) < 330 else "end",
+    )
+    base = 310
+    d.line(left, base, right, base, colour=INK, width=1)
+    d.text(8, 206, f"weights α_i: a kernel of width σ = {sigma:g} around the query", size=SMALL, anchor="start")
+    top = max(ws)
+    for x, w in zip(xs, ws):
+        d.line(X(x), base, X(x), base - 80 * w / top, colour=COLOURS["weight"], width=2.5)
+        d.rect(X(x) - 2, base - 2, 4, 4, fill=COLOURS["key"], stroke=COLOURS["key"], rx=0, stroke_width=1)
+    d.text(X(query), 350, f"query x = {query:.2f}", size=SMALL)
+    d.text(left, 350 if abs(X(query) - left) > 90 else 330, f"{lo:.1f}", size=SMALL)
+    d.text(right, 350 if abs(X(query) - right) > 90 else 330, f"{hi:.1f}", size=SMALL, anchor="end")
+    return d
+
+
+def heads_concat(first_rows, n_q: int, d_model: int, d_head: int) -> Drawing:
+    """Multi-head attention as the formulas say: each head projects to d_h features, attends with its own weights
+    (the page's weights of query 0, one row per head), the head outputs are concatenated and mixed by W^(o).
+
+    `first_rows`: one (n_k,) tensor per head; sizes from the page."""
+    h = len(first_rows)
+    n_k = len(first_rows[0])
+    lane = min(150.0, 480 / h)
+    d = Drawing(500, 372, "heads-concat")
+    x0 = (500 - lane * h) / 2
+    tallest = max(float(v) for row in first_rows for v in row)
+    d.box(150, 8, 200, 40, "Q, K, V", note=f"n_q × d = {n_q} × {d_model}", size=SMALL)
+    for r, row in enumerate(first_rows):
+        cx = x0 + lane * (r + 0.5)
+        d.arrow((250, 48), (cx, 74))
+        d.box(cx - lane / 2 + 6, 76, lane - 12, 44, f"head {r}", role="query", note=f"d_h = {d_head}", size=SMALL)
+        d.text(cx, 140, "query 0's weights", size=SMALL)
+        bw = (lane - 20) / n_k
+        for j, w in enumerate(float(v) for v in row):
+            d.rect(
+                cx - lane / 2 + 10 + j * bw,
+                212 - 60 * w / tallest,
+                bw - 2,
+                60 * w / tallest,
+                fill=tint(COLOURS["weight"], 0.55),
+                stroke=COLOURS["weight"],
+                rx=0,
+                stroke_width=1,
+            )
+        d.line(cx - lane / 2 + 8, 212, cx + lane / 2 - 8, 212, colour=INK, width=1)
+        d.arrow((cx, 216), (cx, 246))
+    cw = min(lane, 360 / h)
+    cx0 = 250 - cw * h / 2
+    for r in range(h):
+        d.rect(
+            cx0 + r * cw,
+            248,
+            cw,
+            34,
+            fill=tint(COLOURS["value"], 0.2 + 0.25 * (r % 2)),
+            stroke=COLOURS["value"],
+            rx=0,
+            stroke_width=1.5,
+        )
+        d.text(cx0 + (r + 0.5) * cw, 270, f"o_{r}", size=SMALL)
+    d.text(250, 300, f"concatenated: n_q × h·d_h = {n_q} × {h * d_head}", size=SMALL)
+    d.arrow((250, 306), (250, 322))
+    d.box(130, 324, 240, 40, f"· W^{{(o)}} → {n_q} × {d_model}", size=SMALL)
+    return d
+
+
+def reversal(source, target) -> Drawing:
+    """The capstone's task: each output position i copies the input at position n − 1 − i; the lines are what the
+    attention of the trained model has to find. `source`, `target`: one example of the page's data."""
+    xs, ys = [int(v) for v in source], [int(v) for v in target]
+    n = len(xs)
+    cell = min(48.0, 420 / n)
+    x0 = (500 - cell * n) / 2 + 30
+    d = Drawing(500, 214, "reversal")
+    d.text(8, 44, "input", size=SMALL, anchor="start")
+    d.text(8, 164, "target", size=SMALL, anchor="start")
+    for i, (a, b) in enumerate(zip(xs, ys)):
+        x = x0 + i * cell
+        d.box(x + 3, 22, cell - 6, 34, str(a), role="value", size=SMALL)
+        d.box(x + 3, 142, cell - 6, 34, str(b), role="query", size=SMALL)
+        src = x0 + (n - 1 - i) * cell + cell / 2
+        d.line(x + cell / 2, 141, src, 57, colour=COLOURS["weight"], width=1.5)
+    d.text(250, 204, f"output i reads input {n} − 1 − i: one attention weight per row", size=SMALL)
     return d
