@@ -52,7 +52,30 @@ DRAWINGS = {
     "rope_pairs": lambda: diagrams.rope_pairs(_rotated(8)),
     "kv_cache": lambda: diagrams.kv_cache(torch.arange(40, 65), 5, steps=3, cache_shape=(2, 2, 24, 16)),
     "window_reach": lambda: diagrams.window_reach(_reaches(16, 3, 4), window=3),
+    "weight_rows": lambda: diagrams.weight_rows(
+        ["the", "cat", "<pad>", "<pad>"],
+        [
+            ("scores", torch.tensor([0.5, 0.77, 0.09, 0.13]), "score", None),
+            ("masked", torch.tensor([0.5, 0.77, -1e6, -1e6]), "score", "keys j ≥ 2 ← −10^6"),
+            ("weights", torch.tensor([0.4337, 0.5663, 0.0, 0.0]), "weight", "softmax"),
+            ("kept", torch.tensor([True, False, True, True]), "mask", "dropout"),
+        ],
+    ),
+    "kernel_pooling": lambda: diagrams.kernel_pooling(*_kernel_example(), sigma=0.5),
+    "heads_concat": lambda: diagrams.heads_concat(
+        [torch.tensor([0.1, 0.2, 0.3, 0.4, 0.0]), torch.tensor([0.5, 0.5, 0.0, 0.0, 0.0])], 4, 6, 3
+    ),
+    "reversal": lambda: diagrams.reversal(
+        torch.tensor([3, 1, 4, 1, 5, 9, 2, 6]), torch.tensor([6, 2, 9, 5, 1, 4, 1, 3])
+    ),
 }
+
+
+def _kernel_example():
+    keys = torch.tensor([0.5, 1.0, 2.0, 2.4, 3.0, 4.5])
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    weights = torch.softmax(-((2.5 - keys) ** 2) / (2 * 0.5**2), dim=0)
+    return keys, values, 2.5, weights
 
 
 def _sinusoids(n, d):
@@ -228,6 +251,11 @@ def test_kv_cache_shows_the_tokens_and_the_growing_cache():
     assert text.count("40") == 4 and text.count("47") == 1  # position 0 in every row, position 7 only at step 3
     assert "5 queries, 5 keys" in text and "1 query, 8 keys" in text
     assert "cache (2,2,5,16)" in text and "cache (2,2,8,16)" in text
+    root = _parse(str(DRAWINGS["kv_cache"]()))
+    strokes = [r.get("stroke") for r in root.iter(f"{SVG}rect") if r.get("stroke") in diagrams.COLOURS.values()]
+    # computed: the 5 prompt tokens, then one per step (and the legend's box); the rest comes from the cache
+    assert strokes.count(diagrams.COLOURS["residual"]) == 5 + 3 + 1
+    assert strokes.count(diagrams.COLOURS["key"]) == 5 + 6 + 7 + 1
 
 
 def test_window_reach_highlights_the_measured_dependencies():
@@ -241,6 +269,51 @@ def test_window_reach_highlights_the_measured_dependencies():
     assert on == [bool(v) for v in reaches[3][15]]
     text = " | ".join(_text(t) for t in root.iter(f"{SVG}text"))
     assert "10 steps back; L(w − 1) = 8" in text
+
+
+def test_weight_rows_show_the_numbers_and_masks_given():
+    texts = _texts("weight_rows")
+    assert texts[:4] == ["the", "cat", "<pad>", "<pad>"]
+    assert ["0.50", "0.77", "0.09", "0.13"] == texts[texts.index("scores") + 1 : texts.index("scores") + 5]
+    assert texts.count("−106") == 2  # −10 with a superscript 6: the fill value, not a number with two decimals
+    assert "0.43" in texts and "0.57" in texts and "Σ 1.00" in texts
+    root = _parse(str(DRAWINGS["weight_rows"]()))
+    fills = [r.get("fill") for r in root.iter(f"{SVG}rect") if r.get("fill") in diagrams.MASK_COLOURS]
+    # the masked scores are grey, then the keep mask: kept, dropped, kept, kept
+    assert fills[-4:] == [diagrams.MASK_ON, diagrams.MASK_OFF, diagrams.MASK_ON, diagrams.MASK_ON]
+    bars = [float(r.get("height")) for r in root.iter(f"{SVG}rect") if r.get("stroke") == "none"]
+    assert bars[0] / bars[1] == pytest.approx(0.4337 / 0.5663, rel=1e-3)  # bar heights ∝ the weights
+
+
+def test_kernel_pooling_stems_are_the_weights_and_the_prediction_their_average():
+    keys, values, query, weights = _kernel_example()
+    root = _parse(str(DRAWINGS["kernel_pooling"]()))
+    stems = [
+        float(line.get("y1")) - float(line.get("y2"))
+        for line in root.iter(f"{SVG}line")
+        if line.get("stroke-width") == "2.5"
+    ]
+    assert torch.allclose(torch.tensor(stems) / max(stems), weights / weights.max(), atol=1e-3)
+    text = " | ".join(_texts("kernel_pooling"))
+    assert f"= {float(weights @ values):.2f}" in text and "query x = 2.50" in text and "σ = 0.5" in text
+
+
+def test_heads_concat_draws_each_heads_weights_and_the_sizes():
+    root = _parse(str(DRAWINGS["heads_concat"]()))
+    bars = [float(r.get("height")) for r in root.iter(f"{SVG}rect") if r.get("stroke") == diagrams.COLOURS["weight"]]
+    assert bars == pytest.approx([60 * w / 0.5 for w in (0.1, 0.2, 0.3, 0.4, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0)])
+    text = " | ".join(_texts("heads_concat"))
+    assert "nq × d = 4 × 6" in text and "nq × h·dh = 4 × 6" in text and "dh = 3" in text  # subscripts: tspans
+    assert "head 0" in text and "head 1" in text and "head 2" not in text and "→ 4 × 6" in text
+
+
+def test_reversal_links_each_target_to_its_source():
+    texts = _texts("reversal")
+    assert texts[2:18:2] == ["3", "1", "4", "1", "5", "9", "2", "6"]
+    assert texts[3:18:2] == ["6", "2", "9", "5", "1", "4", "1", "3"]
+    root = _parse(str(DRAWINGS["reversal"]()))
+    links = [(float(e.get("x1")), float(e.get("x2"))) for e in root.iter(f"{SVG}line")]
+    assert len(links) == 8 and all(abs((a + b) - (links[0][0] + links[0][1])) < 1e-6 for a, b in links)
 
 
 def test_inline_html_scales_down_and_carries_the_alt_text():
@@ -288,6 +361,11 @@ def test_the_chapters_show_their_diagrams():
         ("book/modern-attention/rotary-embeddings", "rope_pairs"),
         ("book/modern-attention/kv-cache", "kv_cache"),
         ("book/modern-attention/sliding-window", "window_reach"),
+        ("book/scoring-functions/masked-softmax", "weight_rows"),
+        ("book/masking/attention-dropout", "weight_rows"),
+        ("book/attention-pooling/nadaraya-watson", "kernel_pooling"),
+        ("book/multi-head/the-math", "heads_concat"),
+        ("book/capstone/training", "reversal"),
     ]
     for page, function in wanted:
         assert any(f"diagrams.{function}(" in c.source for c in diagram_cells(page)), (page, function)
@@ -302,6 +380,12 @@ def test_every_diagram_is_shown_by_a_page():
         if f"diagrams.{name}(" in c.source
     }
     assert shown == set(DRAWINGS), set(DRAWINGS) - shown
+
+
+def test_every_chapter_has_at_least_two_diagrams():
+    chapters = {p.split("/")[1] for p in PAGES if p.count("/") == 2 and p.split("/")[1] != "assignments"}
+    per_chapter = {c: sum(len(diagram_cells(p)) for p in DIAGRAM_PAGES if p.split("/")[1] == c) for c in chapters}
+    assert len(per_chapter) >= 8 and all(n >= 2 for n in per_chapter.values()), per_chapter
 
 
 @pytest.mark.parametrize("page", DIAGRAM_PAGES)
