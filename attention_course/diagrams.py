@@ -731,7 +731,7 @@ def kernel_pooling(keys, values, query: float, weights, sigma: float) -> Drawing
     xs, ys, ws = [float(v) for v in keys], [float(v) for v in values], [float(v) for v in weights]
     lo, hi = min(xs + [query]), max(xs + [query])
     y_lo, y_hi = min(ys), max(ys)
-    d = Drawing(500, 360, "kernel-pooling")
+    d = Drawing(500, 372, "kernel-pooling")
     left, right = 40, 488
 
     def X(x):
@@ -744,25 +744,20 @@ def kernel_pooling(keys, values, query: float, weights, sigma: float) -> Drawing
     d.text(8, 22, "training points (key x, value y)", size=SMALL, anchor="start")
     for x, y, w in zip(xs, ys, ws):
         d.circle(X(x), Y(y), 3 + 5 * w / max(ws), fill=tint(COLOURS["value"], 0.5), stroke=COLOURS["value"])
-    d.line(X(query), 32, X(query), 330, colour=COLOURS["query"], width=1.5, dash="5 3")
+    d.line(X(query), 32, X(query), 340, colour=COLOURS["query"], width=1.5, dash="5 3")
     d.circle(X(query), Y(prediction), 6, fill=COLOURS["query"], stroke=INK)
-    d.text(
-        X(query) + (12 if X(query) < 330 else -12),
-        Y(prediction) - 12,
-        f"ŷ = Σ α_i y_i = {prediction:.2f}",
-        size=SMALL,
-        anchor="start" if X(query) < 330 else "end",
-    )
-    base = 310
+    d.circle(14, 191, 6, fill=COLOURS["query"], stroke=INK)
+    d.text(26, 196, f"prediction ŷ = Σ α_i y_i = {prediction:.2f}", size=SMALL, anchor="start")
+    base = 320
     d.line(left, base, right, base, colour=INK, width=1)
-    d.text(8, 206, f"weights α_i: a kernel of width σ = {sigma:g} around the query", size=SMALL, anchor="start")
+    d.text(8, 222, f"weights α_i: a kernel of width σ = {sigma:g} around the query", size=SMALL, anchor="start")
     top = max(ws)
     for x, w in zip(xs, ws):
         d.line(X(x), base, X(x), base - 80 * w / top, colour=COLOURS["weight"], width=2.5)
         d.rect(X(x) - 2, base - 2, 4, 4, fill=COLOURS["key"], stroke=COLOURS["key"], rx=0, stroke_width=1)
-    d.text(X(query), 350, f"query x = {query:.2f}", size=SMALL)
-    d.text(left, 350 if abs(X(query) - left) > 90 else 330, f"{lo:.1f}", size=SMALL)
-    d.text(right, 350 if abs(X(query) - right) > 90 else 330, f"{hi:.1f}", size=SMALL, anchor="end")
+    d.text(X(query), 362, f"query x = {query:.2f}", size=SMALL)
+    d.text(left, 362 if abs(X(query) - left) > 90 else 342, f"{lo:.1f}", size=SMALL)
+    d.text(right, 362 if abs(X(query) - right) > 90 else 342, f"{hi:.1f}", size=SMALL, anchor="end")
     return d
 
 
