@@ -145,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
                 return _fail(f"bad --pattern {args.pattern!r}: {exc}")
             if not {"student_id", "file"} <= set(groups):
                 return _fail("--pattern needs the named groups (?P<student_id>...) and (?P<file>...)")
+        from attention_course.grading.gradebook import roster
+        from attention_course.grading.term import chooser
+
         try:
-            report = collect(course, args.assignment, args.zip, args.pattern, roster_names(course.db_url))
+            choose = chooser(course, args.assignment, roster(course, course.db_url))
+            report = collect(course, args.assignment, args.zip, args.pattern, roster_names(course.db_url), choose)
         except (zipfile.BadZipFile, OSError) as exc:
             return _fail(f"cannot read {args.zip}: {exc}")
+        except GradingError as exc:
+            return _fail(str(exc))
         for entry, dest in report.placed:
             print(f"placed  {entry} -> {dest}")
         for note in report.notes:
@@ -165,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from attention_course.grading.export import export
 
         to: Path = args.to or course.root / "grades.csv"
-        n = export(course, course.db_url, to)
+        try:
+            n = export(course, course.db_url, to)
+        except GradingError as exc:
+            return _fail(str(exc))
         print(f"{to}: {n} row(s)")
         return 0
     return 2
