@@ -36,7 +36,7 @@ help:
 	@echo "make bench  - measure attention implementations and the course (book build, grading) into benchmarks/results.json"
 	@echo "make collect ASSIGNMENT=<name> ZIP=<lms-download.zip> - place a Canvas/Moodle bulk download into submitted/"
 	@echo "make grade ASSIGNMENT=<name> [JOBS=<n>] - grade every submission (sandboxed, parallel), feedback, grades.csv"
-	@echo "make export-grades - rewrite grades.csv from the gradebook"
+	@echo "make export-grades [ASSIGNMENT=<name>] - rewrite grades.csv from the gradebook (and that assignment's Canvas, Moodle, per-question files)"
 	@echo "make bench-grading - time plain nbgrader autograde against make grade on a synthetic class"
 
 # The environment is (re)installed when requirements.lock differs from the copy kept inside it.
@@ -135,7 +135,7 @@ collect: venv
 	$(BIN)/python -m attention_course.grading --course "$(COURSE)" collect "$(ASSIGNMENT)" "$(ZIP)"
 
 export-grades: venv
-	$(BIN)/python -m attention_course.grading --course "$(COURSE)" export
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" export $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)")
 
 bench-grading: venv
 	$(BIN)/python benchmarks/grading.py $(BENCH_FLAGS)

@@ -219,18 +219,128 @@ def test_an_instructors_mistake_is_one_line(tmp_path, name, text, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_the_cli_says_it_in_one_line(tmp_path):
+def test_the_cli_says_it_in_one_line_and_writes_the_lms_files(tmp_path):
     course = make_course(tmp_path)
+    do_collect(course, tmp_path, {"ann": CLASS["ann"]})
     score(course, {"ann": 5})
     write(course, "extensions.csv", f"student,assignment,hours\nzed,{A},24\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "attention_course.grading", "--course", str(course.root), "export"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def cli(*args):
+        cmd = [sys.executable, "-m", "attention_course.grading", "--course", str(course.root), "export", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    proc = cli("--assignment", A)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "error: extensions.csv line 2: unknown student 'zed' (not in the gradebook nor in submitted/)"
     ]
+    write(course, "extensions.csv", f"student,assignment,hours\nann,{A},24\n")
+    proc = cli()
+    no_due = f"error: extensions.csv: extensions for {A} but it has no due date (duedates.csv)\n"
+    assert (proc.returncode, proc.stderr) == (2, no_due)
+    write(course, "duedates.csv", f"assignment,duedate\n{A},2027-01-10 17:00 UTC\n")
+    proc = cli("--assignment", A, "--lms", "canvas,questions")
+    assert proc.returncode == 0, proc.stderr
+    assert (course.root / f"grades-canvas-{A}.csv").read_text().splitlines()[1] == "ann,100,,,,5"
+    assert (course.root / f"grades-questions-{A}.csv").exists()
+    assert not (course.root / f"grades-moodle-{A}.csv").exists()
     shutil.rmtree(course.root)
+
+
+# The LMS grade files. Column rules, from each LMS's documented import format (attention_course/grading/README.md):
+# Canvas: a header row whose first five columns are Student, ID, SIS User ID, SIS Login ID, Section (the identity
+# columns), then assignment columns named "Name (id)" (or a bare name: a new assignment); a row is matched by its
+# Canvas user ID; scores are numbers. Moodle: one identifier column Moodle can map (email address, ID number,
+# username) with unique, non-empty values, and a grade column of numbers; any other columns are ignored.
+
+
+def canvas_rules(text: str, max_score: float) -> list[str]:
+    problems = []
+    table = list(csv.reader(text.splitlines()))
+    header, body = table[0], table[1:]
+    if header[:5] != ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]:
+        problems.append(f"identity columns {header[:5]}")
+    import re
+
+    if not header[5:] or not all(re.fullmatch(r".+ \(\d+\)", h) for h in header[5:]):
+        problems.append(f"assignment columns must be 'Name (id)': {header[5:]}")
+    ids = [r[1] for r in body]
+    if any(not i.isdigit() for i in ids) or len(set(ids)) != len(ids):
+        problems.append(f"Canvas user ids must be unique numbers: {ids}")
+    for r in body:
+        if len(r) != len(header):
+            problems.append(f"ragged row {r}")
+        elif any(not 0 <= float(v) <= max_score for v in r[5:]):
+            problems.append(f"score out of range in {r}")
+        if r[0][:1] in "=+-@":
+            problems.append(f"a formula in {r}")
+    return problems
+
+
+def moodle_rules(text: str, max_score: float) -> list[str]:
+    problems = []
+    table = list(csv.reader(text.splitlines()))
+    header, body = table[0], table[1:]
+    idents = [h for h in header if h in ("Email address", "ID number", "Username")]
+    if len(idents) != 1:
+        return [f"one identifier column needed, found {idents}"]
+    values = [r[header.index(idents[0])] for r in body]
+    if any(not v for v in values) or len(set(values)) != len(values):
+        problems.append(f"identifiers must be unique and non-empty: {values}")
+    if idents[0] == "Email address" and any("@" not in v for v in values):
+        problems.append("not an email address")
+    grades = [h for h in header if h not in ("First name", "Last name", *idents)]
+    if len(grades) != 1:
+        problems.append(f"one grade column expected: {grades}")
+    elif any(not 0 <= float(r[header.index(grades[0])]) <= max_score for r in body):
+        problems.append("grade out of range")
+    return problems
+
+
+def test_lms_files_follow_each_lms_column_rules(tmp_path):
+    from nbgrader.api import Gradebook
+
+    from attention_course.grading import lms
+    from attention_course.grading.export import grade_rows
+
+    course = make_course(tmp_path, '\nc.LMSExport.canvas_assignment_ids = {"hw1": 4711}\n')
+    with Gradebook(course.db_url) as gb:
+        gb.add_student("ann", first_name="Ann", last_name="Lee", email="ann@uni.example")
+        gb.add_student("bob", first_name="Bob", last_name="=cmd", email="bob@uni.example")
+        gb.add_student("dee", email="", lms_user_id="777")  # never collected; the roster gives her Canvas id
+        gb.add_student("eve", email="eve@uni.example")  # never collected, no Canvas id
+    do_collect(course, tmp_path, {s: CLASS[s] for s in ("ann", "bob", "cy")})  # Canvas user ids 100, 101, 102
+    score(course, {"ann": 8, "bob": 8, "cy": 8})
+    write(course, "duedates.csv", f"assignment,duedate\n{A},2027-01-10 17:00 UTC\n")
+    rows = grade_rows(course, course.db_url)
+    out = lms.files(course, A)
+
+    assert lms.canvas(course, course.db_url, A, rows, out["canvas"]) == ["eve"]
+    text = out["canvas"].read_text()
+    assert canvas_rules(text, 10) == []
+    table = list(csv.DictReader(text.splitlines()))
+    assert [(r["Student"], r["ID"], r["hw1 (4711)"]) for r in table] == [
+        ("Lee, Ann", "100", "8"),
+        ("'=cmd, Bob", "101", "6.4"),  # the score after the late penalty
+        ("cy", "102", "6.4"),
+        ("dee", "777", "0"),
+    ]
+    assert lms.moodle(course, course.db_url, A, rows, out["moodle"]) == ["cy", "dee"]  # no email
+    text = out["moodle"].read_text()
+    assert moodle_rules(text, 10) == []
+    assert [(r["Email address"], r[A]) for r in csv.DictReader(text.splitlines())] == [
+        ("ann@uni.example", "8"),
+        ("bob@uni.example", "6.4"),
+        ("eve@uni.example", "0"),
+    ]
+    assert lms.per_question(course, course.db_url, A, rows, out["questions"]) == 2
+    table = list(csv.DictReader(out["questions"].read_text().splitlines()))
+    assert [(r["student_id"], r["q1"], r["q2"], r["score"]) for r in table][:2] == [
+        ("ann", "5", "3", "8"),
+        ("bob", "5", "3", "6.4"),
+    ]
+
+    # the rules catch what an LMS would refuse
+    assert canvas_rules("Name,ID,SIS User ID,SIS Login ID,Section,hw1\nann,x,,,,3\n", 10)
+    assert moodle_rules("First name,Last name,hw1\nAnn,Lee,3\n", 10)
+    assert moodle_rules("Email address,hw1\nann@x,3\nann@x,4\n", 10)

@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--pattern", default=None, help="regex with named groups student_id and file (other LMSs)")
     e = sub.add_parser("export", help="write grades.csv from the gradebook")
     e.add_argument("--to", type=Path, default=None)
+    e.add_argument(
+        "--assignment",
+        default=None,
+        help="also write this assignment's LMS grade files: grades-canvas-A.csv, grades-moodle-A.csv, "
+        "grades-questions-A.csv (one column per graded cell)",
+    )
+    e.add_argument("--lms", default="canvas,moodle,questions", help="which of those files (comma-separated)")
     args = parser.parse_args(argv)
     logging.basicConfig(  # the grader's modules log why something failed; GRADING_DEBUG=1 shows every detail
         level=logging.DEBUG if os.environ.get("GRADING_DEBUG") else logging.WARNING,
@@ -168,14 +175,34 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "export":
-        from attention_course.grading.export import export
+        from attention_course.grading import lms
+        from attention_course.grading.export import grade_rows, write
 
         to: Path = args.to or course.root / "grades.csv"
+        kinds = [k.strip() for k in args.lms.split(",") if k.strip()]
+        if unknown := [k for k in kinds if k not in ("canvas", "moodle", "questions")]:
+            return _fail(f"--lms: unknown kind {unknown[0]!r} (canvas, moodle, questions)")
         try:
-            n = export(course, course.db_url, to)
+            rows = grade_rows(course, course.db_url)
         except GradingError as exc:
             return _fail(str(exc))
-        print(f"{to}: {n} row(s)")
+        if args.assignment and not any(r["assignment"] == args.assignment for r in rows):
+            return _fail(f"unknown assignment {args.assignment!r}: not in the gradebook (grade it first)")
+        write(to, rows)
+        print(f"{to}: {len(rows)} row(s)")
+        if args.assignment:
+            for kind, target in lms.files(course, args.assignment).items():
+                if kind not in kinds:
+                    continue
+                if kind == "questions":
+                    n = lms.per_question(course, course.db_url, args.assignment, rows, target)
+                    print(f"{target}: {n} question column(s)")
+                    continue
+                left_out = getattr(lms, kind)(course, course.db_url, args.assignment, rows, target)
+                print(f"{target}: for {kind.capitalize()}'s grade import")
+                if left_out:
+                    why = "no Canvas user id (never collected from Canvas)" if kind == "canvas" else "no email"
+                    print(f"  left out ({why}): {', '.join(left_out)}")
         return 0
     return 2
 

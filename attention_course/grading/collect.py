@@ -44,6 +44,7 @@ class Report:
     unplaced: list[tuple[str, str]] = field(default_factory=list)  # (zip entry, why)
     notes: list[str] = field(default_factory=list)
     times: dict[str, str] = field(default_factory=dict)  # student -> latest file time in the zip
+    lms_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # student -> {"canvas": user id} or moodle's
 
 
 def slug(name: str) -> str:
@@ -88,6 +89,7 @@ def collect(
                 report.unplaced.append((entry, "too large"))
                 continue
             student, filename, why = None, None, "file name matches no known LMS pattern"
+            lms: tuple[str, str] | None = None
             match = custom.match(entry) if custom else None
             if match:
                 student, filename = match.group("student_id"), match.group("file")
@@ -98,8 +100,10 @@ def collect(
                     student = slug(fullname)
                     report.notes.append(f"{entry}: '{fullname}' is not in the roster: placed as '{student}'")
                 filename = m.group("file")
+                lms = ("moodle", m.group("participant"))
             elif m := CANVAS.match(path.name):
                 student, filename = m.group("student_id"), m.group("file")
+                lms = ("canvas", m.group("user"))
                 stem = PurePosixPath(filename)
                 base = re.sub(r"-\d+$", "", stem.stem) + stem.suffix
                 if filename not in expected and base in expected:
@@ -128,6 +132,8 @@ def collect(
             if rel in files[student]:
                 report.notes.append(f"{entry}: replaces an earlier file for {student}/{assignment}/{rel}")
             files[student].add(rel)
+            if lms:
+                report.lms_ids.setdefault(student, {})[lms[0]] = lms[1]
             data = zf.read(info)
             total += len(data)
             dest.write_bytes(data)
@@ -136,6 +142,7 @@ def collect(
             year, month, day, hour, minute, second = info.date_time
             stamp = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
             report.times[student] = max(report.times.get(student, stamp), stamp)
+    record_lms_ids(course, report.lms_ids)
     for student in files:  # each student's files of this download become one version, named by its time
         keep_unversioned(course, assignment, student)
         version = versions_dir(course, assignment, student) / folder_name(report.times[student])
@@ -232,6 +239,32 @@ def record_times(course, assignment: str, times: dict[str, str]) -> None:
     known = submission_times(course, assignment)
     known.update(times)
     atomic_write(times_file(course, assignment), json.dumps(known, indent=1, sort_keys=True))
+
+
+def record_lms_ids(course, ids: dict[str, dict[str, str]]) -> None:
+    """The LMS's own number of each student, from the download's file names (Canvas: the user id; Moodle: the
+    participant id), kept in `.collected/lms-ids.json` for the LMS grade files (lms.py)."""
+    from attention_course.grading.course import atomic_write
+
+    known = lms_ids(course)
+    for student, found in ids.items():
+        known.setdefault(student, {}).update(found)
+    atomic_write(course.root / ".collected" / "lms-ids.json", json.dumps(known, indent=1, sort_keys=True))
+
+
+def lms_ids(course) -> dict[str, dict[str, str]]:
+    """student -> {"canvas": user id, "moodle": participant id}, as `make collect` recorded them."""
+    try:
+        data = json.loads((course.root / ".collected" / "lms-ids.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        k: {a: b for a, b in v.items() if isinstance(a, str) and isinstance(b, str)}
+        for k, v in data.items()
+        if isinstance(k, str) and isinstance(v, dict)
+    }
 
 
 def times_file(course, assignment: str) -> Path:

@@ -53,6 +53,22 @@ def _reason(course, assignment: str, student: str) -> tuple[str, str]:
 
 def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> int:
     """Write `dest`; `roster` (the grader's, valid ids only) adds students with a folder in submitted/."""
+    rows = grade_rows(course, db_url, roster)
+    write(dest, rows)
+    return len(rows)
+
+
+def write(dest: Path, rows: list[dict]) -> None:
+    """grades.csv from `grade_rows`, spreadsheet-safe."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
+    atomic_write(dest, text.getvalue().encode())
+
+
+def grade_rows(course, db_url: str, roster: list[str] | None = None) -> list[dict]:
+    """grades.csv's rows (plain values), the term applied to the gradebook first (term.apply)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     from attention_course.grading.gradebook import roster as course_roster
@@ -101,9 +117,4 @@ def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> 
                 status, reason = _reason(course, assignment.name, sid)
                 row["status"], row["reason"] = status, reason + note
                 rows.append(row)
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, COLUMNS)
-    writer.writeheader()
-    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
-    atomic_write(dest, text.getvalue().encode())
-    return len(rows)
+    return rows

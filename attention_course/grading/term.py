@@ -226,11 +226,15 @@ def apply(course: Course, gb, students: Iterable[str]) -> None:
     for assignment in gb.assignments:
         if assignment.name in term.duedates:
             assignment.duedate = term.duedates[assignment.name]
+        if assignment.duedate is None and any(a == assignment.name for a, _ in term.extensions or {}):
+            raise TermError(f"{EXTENSIONS}: extensions for {assignment.name} but it has no due date ({DUEDATES})")
         times = submission_times(course, assignment.name)
         for sub in assignment.submissions:
             sid = sub.student.id
             if term.extensions is not None:
                 sub.extension = term.extensions.get((assignment.name, sid))
+            if assignment.duedate is None:
+                sub.extension = None  # nbgrader cannot add an extension to no due date
             if sid in times:
                 try:
                     sub.timestamp = to_utc(times[sid], term.zone)
