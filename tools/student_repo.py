@@ -41,6 +41,7 @@ EXCLUDED_DIRS = (
     "autograded",
     "feedback",
     ".collected",
+    "similarity",
     "downloaded",
     "release",
     "outbound",

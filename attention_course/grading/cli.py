@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         "grades-questions-A.csv (one column per graded cell)",
     )
     e.add_argument("--lms", default="canvas,moodle,questions", help="which of those files (comma-separated)")
+    m = sub.add_parser("similarity", help="report the most similar pairs of answers (never changes a score)")
+    m.add_argument("assignment")
+    m.add_argument("--top", type=int, default=20, help="pairs shown (default 20)")
+    m.add_argument(
+        "--max-share",
+        type=int,
+        default=None,
+        help="code found in more than this many students is common and ignored (default: 2, or a tenth of the "
+        "class up to 10)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(  # the grader's modules log why something failed; GRADING_DEBUG=1 shows every detail
         level=logging.DEBUG if os.environ.get("GRADING_DEBUG") else logging.WARNING,
@@ -173,6 +183,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(report.placed)} file(s) placed for {len(students)} student(s); "
             f"{len(report.unplaced)} file(s) could not be placed"
         )
+        return 0
+    if args.command == "similarity":
+        from attention_course.grading import similarity
+        from attention_course.grading.ids import valid_id
+
+        if not valid_id(args.assignment) or not course.source_notebooks(args.assignment):
+            return _fail(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
+        page, pairs = similarity.report(course, args.assignment, args.max_share, args.top)
+        for pair in pairs[: min(args.top, 10)]:
+            print(f"  {pair.score:4.0%}  {pair.a}  {pair.b}  ({pair.shared} shared fingerprints)")
+        print(f"{page}: {len(pairs)} pair(s), the {min(args.top, len(pairs))} most similar with their matching lines")
         return 0
     if args.command == "export":
         from attention_course.grading import lms
