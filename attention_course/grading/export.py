@@ -82,7 +82,7 @@ def grade_rows(course, db_url: str, roster: list[str] | None = None) -> list[dic
                 students[sid] = gb.update_or_create_student(sid)
         term.apply(course, gb, students)
         for assignment in gb.assignments:
-            choose = term.chooser(course, assignment.name, students)
+            chooser: list = []  # the resubmission rule, made when a student has several versions
             graded = submission_times(course, assignment.name)
             for sid in sorted(students):
                 student = students[sid]
@@ -112,7 +112,9 @@ def grade_rows(course, db_url: str, roster: list[str] | None = None) -> list[dic
                         hours_late=f"{sub.total_seconds_late / 3600:.2f}" if sub.total_seconds_late else "",
                     )
                     kept = versions(course, assignment.name, sid)
-                    if len(kept) > 1 and graded.get(sid) != choose(sid, kept):
+                    if len(kept) > 1 and not chooser:
+                        chooser.append(term.chooser(course, assignment.name, students))
+                    if len(kept) > 1 and graded.get(sid) != chooser[0](sid, kept):
                         note = "; another collected submission is now the one to grade (run make grade)"
                 status, reason = _reason(course, assignment.name, sid)
                 row["status"], row["reason"] = status, reason + note
