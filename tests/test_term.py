@@ -200,6 +200,18 @@ def test_resubmissions_are_kept_and_the_rule_picks_the_graded_one(tmp_path):
     assert reselect(course, A, term.chooser(course, A, ["ann", "bob"])) == []  # idempotent
 
 
+def test_a_submission_placed_by_hand_is_kept_not_lost(tmp_path):
+    course = make_course(tmp_path)
+    by_hand = course.submitted / "ann" / A / NB
+    by_hand.parent.mkdir(parents=True)
+    by_hand.write_text("emailed to the instructor")
+    do_collect(course, tmp_path, {"ann": ((2027, 1, 10, 12, 0, 0), "from canvas")})
+    assert by_hand.read_text() == "from canvas"
+    kept = course.root / ".collected" / A / "ann" / "by-hand-1" / NB
+    assert kept.read_text() == "emailed to the instructor"
+    assert versions(course, A, "ann") == ["2027-01-10 12:00:00"]  # never picked by the rule
+
+
 @pytest.mark.parametrize(
     "name,text,message",
     [

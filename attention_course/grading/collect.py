@@ -183,11 +183,21 @@ def versions(course, assignment: str, student: str) -> list[str]:
 
 
 def keep_unversioned(course, assignment: str, student: str) -> None:
-    """A submission collected before versions were kept becomes a version (with its recorded time)."""
+    """A submission already in submitted/ is never lost: collected before versions were kept, it becomes a version
+    (with its recorded time); placed there by hand (no recorded time), it is kept as
+    `.collected/<assignment>/<student>/by-hand-<n>/`, which the resubmission rule never picks."""
     current = course.submitted / student / assignment
+    if not current.is_dir() or current.is_symlink():
+        return
     stamp = submission_times(course, assignment).get(student)
-    if stamp and current.is_dir() and not current.is_symlink() and stamp not in versions(course, assignment, student):
-        shutil.copytree(current, versions_dir(course, assignment, student) / folder_name(stamp), symlinks=True)
+    kept = versions_dir(course, assignment, student)
+    if stamp and stamp not in versions(course, assignment, student):
+        shutil.copytree(current, kept / folder_name(stamp), symlinks=True)
+    elif not stamp and any(current.iterdir()):
+        n = 1
+        while (kept / f"by-hand-{n}").exists():
+            n += 1
+        shutil.copytree(current, kept / f"by-hand-{n}", symlinks=True)
 
 
 def latest(student: str, stamps: list[str]) -> str:
@@ -243,19 +253,20 @@ def record_times(course, assignment: str, times: dict[str, str]) -> None:
 
 def record_lms_ids(course, ids: dict[str, dict[str, str]]) -> None:
     """The LMS's own number of each student, from the download's file names (Canvas: the user id; Moodle: the
-    participant id), kept in `.collected/lms-ids.json` for the LMS grade files (lms.py)."""
+    participant id), kept for the LMS grade files (lms.py) in `.collected/_lms-ids.json` (no assignment id starts
+    with `_`)."""
     from attention_course.grading.course import atomic_write
 
     known = lms_ids(course)
     for student, found in ids.items():
         known.setdefault(student, {}).update(found)
-    atomic_write(course.root / ".collected" / "lms-ids.json", json.dumps(known, indent=1, sort_keys=True))
+    atomic_write(course.root / ".collected" / "_lms-ids.json", json.dumps(known, indent=1, sort_keys=True))
 
 
 def lms_ids(course) -> dict[str, dict[str, str]]:
     """student -> {"canvas": user id, "moodle": participant id}, as `make collect` recorded them."""
     try:
-        data = json.loads((course.root / ".collected" / "lms-ids.json").read_text())
+        data = json.loads((course.root / ".collected" / "_lms-ids.json").read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
