@@ -168,6 +168,21 @@ def test_the_two_policies():
     assert (zero.late_submission_penalty("s", 7.0, 0), zero.late_submission_penalty("s", 7.0, 1)) == (0.0, 7.0)
 
 
+def test_times_and_zones():
+    utc = dt.datetime(2027, 1, 10, 16, 0)
+    for text in (
+        "2027-01-10 17:00 Europe/Berlin",
+        "2027-01-10 17:00 +0100",
+        "2027-01-10 17:00:00 +01:00",
+        "2027-01-10T17:00:00+01:00",
+        "2027-01-10 11:00 -0500",
+        "2027-01-10 16:00 UTC",
+    ):
+        assert term.to_utc(text) == utc, text
+    assert term.to_utc("2027-01-10 17:00", "Europe/Berlin") == utc  # the course's zone
+    assert term.to_utc("2027-07-10 18:00", "Europe/Berlin") == dt.datetime(2027, 7, 10, 16, 0)  # summer time
+
+
 def test_the_resubmission_rule():
     t = [dt.datetime(2027, 1, d) for d in (1, 5, 9)]
     assert term.pick(t, dt.datetime(2027, 1, 6)) == t[1]  # the latest before the deadline

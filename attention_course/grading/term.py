@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,11 @@ def to_utc(text: str, zone: str = "UTC") -> dt.datetime:
     except ValueError:
         raise ValueError(f"not a date and time: {text!r} (write e.g. 2027-02-01 17:00 Europe/Berlin)") from None
     if when.tzinfo is None:
-        zoneinfo = tz.UTC if name.upper() == "UTC" else tz.gettz(name)
+        if offset := re.fullmatch(r"([+-])(\d\d):?(\d\d)", name):  # +0100, -05:00 (gettz would read POSIX's sign)
+            sign = 1 if offset[1] == "+" else -1
+            zoneinfo = tz.tzoffset(None, sign * (int(offset[2]) * 3600 + int(offset[3]) * 60))
+        else:
+            zoneinfo = tz.UTC if name.upper() == "UTC" else tz.gettz(name)
         if zoneinfo is None:
             raise ValueError(f"unknown time zone {name!r} in {text!r}")
         when = when.replace(tzinfo=zoneinfo)
