@@ -84,7 +84,7 @@ def to_utc(text: str, zone: str = "UTC") -> dt.datetime:
     except ValueError:
         raise ValueError(f"not a date and time: {text!r} (write e.g. 2027-02-01 17:00 Europe/Berlin)") from None
     if when.tzinfo is None:
-        if offset := re.fullmatch(r"([+-])(\d\d):?(\d\d)", name):  # +0100, -05:00 (gettz would read POSIX's sign)
+        if offset := re.fullmatch(r"([+-])(\d\d):?(\d\d)", name):  # +0100, -05:00 (gettz knows no such name)
             sign = 1 if offset[1] == "+" else -1
             zoneinfo = tz.tzoffset(None, sign * (int(offset[2]) * 3600 + int(offset[3]) * 60))
         else:
