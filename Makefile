@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)
 
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 
-.PHONY: help venv book test test-fast lint format exercises normalize lock clean system-deps browser-deps student-repo bench grade collect export-grades bench-grading
+.PHONY: help venv book test test-fast lint format exercises normalize lock clean system-deps browser-deps student-repo bench grade collect export-grades similarity bench-grading
 
 help:
 	@echo "make book   - set up .venv if needed, execute every page, build the site into _build/html"
@@ -36,7 +36,8 @@ help:
 	@echo "make bench  - measure attention implementations and the course (book build, grading) into benchmarks/results.json"
 	@echo "make collect ASSIGNMENT=<name> ZIP=<lms-download.zip> - place a Canvas/Moodle bulk download into submitted/"
 	@echo "make grade ASSIGNMENT=<name> [JOBS=<n>] - grade every submission (sandboxed, parallel), feedback, grades.csv"
-	@echo "make export-grades - rewrite grades.csv from the gradebook"
+	@echo "make export-grades [ASSIGNMENT=<name>] - rewrite grades.csv from the gradebook (and that assignment's Canvas, Moodle, per-question files)"
+	@echo "make similarity ASSIGNMENT=<name> - the most similar pairs of answers, side by side (similarity/<name>.html)"
 	@echo "make bench-grading - time plain nbgrader autograde against make grade on a synthetic class"
 
 # The environment is (re)installed when requirements.lock differs from the copy kept inside it.
@@ -134,8 +135,12 @@ collect: venv
 	@test -n "$(ASSIGNMENT)" -a -n "$(ZIP)" || { echo "usage: make collect ASSIGNMENT=<name> ZIP=<lms-download.zip>"; exit 2; }
 	$(BIN)/python -m attention_course.grading --course "$(COURSE)" collect "$(ASSIGNMENT)" "$(ZIP)"
 
+similarity: venv
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make similarity ASSIGNMENT=<name>"; exit 2; }
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" similarity "$(ASSIGNMENT)"
+
 export-grades: venv
-	$(BIN)/python -m attention_course.grading --course "$(COURSE)" export
+	$(BIN)/python -m attention_course.grading --course "$(COURSE)" export $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)")
 
 bench-grading: venv
 	$(BIN)/python benchmarks/grading.py $(BENCH_FLAGS)

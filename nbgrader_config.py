@@ -26,3 +26,12 @@ c.Execute.interrupt_on_timeout = True
 
 # Only notebooks are released: nothing else in solutions/<assignment>/ (caches, scratch files) is copied.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
+
+# The term (attention_course/grading/README.md, "Due dates, extensions, late penalties"): due dates in
+# duedates.csv and extensions in extensions.csv at the course root; the late penalty is the nbgrader
+# LateSubmissionPlugin named here, per notebook: 10% of its score per started day late. For zero when late:
+# c.AssignLatePenalties.plugin_class = "attention_course.grading.late.ZeroWhenLate"
+c.AssignLatePenalties.plugin_class = "attention_course.grading.late.FractionPerDay"
+c.FractionPerDay.fraction = 0.1
+# The zone of due dates written without one, and of the file times in the LMS's download (nbgrader's setting).
+c.Exchange.timezone = "UTC"

@@ -6,7 +6,7 @@ what only the instructor may hold:
 - `solutions/` (reference answers and hidden tests), `tests/` (simulated submissions are correct answers),
   `tools/` (authoring and grading aids), `.ci/` and `.github/` (they run those tests);
 - grading state, should any of it be tracked by mistake: the gradebook, `submitted/`, `autograded/`,
-  `feedback/`, `downloaded/`, `grades.csv`, rosters.
+  `feedback/`, `downloaded/`, `grades.csv` and the LMS grade files, `extensions.csv`, rosters.
 
 Next to each notebook page of `book/` (MyST Markdown with a kernelspec) it writes the page's launch copy, an
 `.ipynb` without outputs (`attention_course.launch`): what the site's Colab, Binder and JupyterHub buttons open.
@@ -41,6 +41,7 @@ EXCLUDED_DIRS = (
     "autograded",
     "feedback",
     ".collected",
+    "similarity",
     "downloaded",
     "release",
     "outbound",
@@ -54,6 +55,8 @@ EXCLUDED_FILES = (
     "gradebook.db-journal",
     "*.db",
     "grades.csv",
+    "grades-*.csv",
+    "extensions.csv",
     "roster*.csv",
     ".nbgrader.log",
     "nbgrader_exchange*",

@@ -77,6 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--pattern", default=None, help="regex with named groups student_id and file (other LMSs)")
     e = sub.add_parser("export", help="write grades.csv from the gradebook")
     e.add_argument("--to", type=Path, default=None)
+    e.add_argument(
+        "--assignment",
+        default=None,
+        help="also write this assignment's LMS grade files: grades-canvas-A.csv, grades-moodle-A.csv, "
+        "grades-questions-A.csv (one column per graded cell)",
+    )
+    e.add_argument("--lms", default="canvas,moodle,questions", help="which of those files (comma-separated)")
+    m = sub.add_parser("similarity", help="report the most similar pairs of answers (never changes a score)")
+    m.add_argument("assignment")
+    m.add_argument("--top", type=int, default=20, help="pairs shown (default 20)")
+    m.add_argument(
+        "--max-share",
+        type=int,
+        default=None,
+        help="code found in more than this many students is common and ignored (default: 2, or a tenth of the "
+        "class up to 10)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(  # the grader's modules log why something failed; GRADING_DEBUG=1 shows every detail
         level=logging.DEBUG if os.environ.get("GRADING_DEBUG") else logging.WARNING,
@@ -145,10 +162,16 @@ def main(argv: list[str] | None = None) -> int:
                 return _fail(f"bad --pattern {args.pattern!r}: {exc}")
             if not {"student_id", "file"} <= set(groups):
                 return _fail("--pattern needs the named groups (?P<student_id>...) and (?P<file>...)")
+        from attention_course.grading.gradebook import roster
+        from attention_course.grading.term import chooser
+
         try:
-            report = collect(course, args.assignment, args.zip, args.pattern, roster_names(course.db_url))
+            choose = chooser(course, args.assignment, roster(course, course.db_url))
+            report = collect(course, args.assignment, args.zip, args.pattern, roster_names(course.db_url), choose)
         except (zipfile.BadZipFile, OSError) as exc:
             return _fail(f"cannot read {args.zip}: {exc}")
+        except GradingError as exc:
+            return _fail(str(exc))
         for entry, dest in report.placed:
             print(f"placed  {entry} -> {dest}")
         for note in report.notes:
@@ -161,12 +184,46 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(report.unplaced)} file(s) could not be placed"
         )
         return 0
+    if args.command == "similarity":
+        from attention_course.grading import similarity
+        from attention_course.grading.ids import valid_id
+
+        if not valid_id(args.assignment) or not course.source_notebooks(args.assignment):
+            return _fail(f"unknown assignment {args.assignment!r}: no notebooks in {course.source / args.assignment}/")
+        page, pairs = similarity.report(course, args.assignment, args.max_share, args.top)
+        for pair in pairs[: min(args.top, 10)]:
+            print(f"  {pair.score:4.0%}  {pair.a}  {pair.b}  ({pair.shared} shared fingerprints)")
+        print(f"{page}: {len(pairs)} pair(s), the {min(args.top, len(pairs))} most similar with their matching lines")
+        return 0
     if args.command == "export":
-        from attention_course.grading.export import export
+        from attention_course.grading import lms
+        from attention_course.grading.export import grade_rows, write
 
         to: Path = args.to or course.root / "grades.csv"
-        n = export(course, course.db_url, to)
-        print(f"{to}: {n} row(s)")
+        kinds = [k.strip() for k in args.lms.split(",") if k.strip()]
+        if unknown := [k for k in kinds if k not in ("canvas", "moodle", "questions")]:
+            return _fail(f"--lms: unknown kind {unknown[0]!r} (canvas, moodle, questions)")
+        try:
+            rows = grade_rows(course, course.db_url)
+        except GradingError as exc:
+            return _fail(str(exc))
+        if args.assignment and not any(r["assignment"] == args.assignment for r in rows):
+            return _fail(f"unknown assignment {args.assignment!r}: not in the gradebook (grade it first)")
+        write(to, rows)
+        print(f"{to}: {len(rows)} row(s)")
+        if args.assignment:
+            for kind, target in lms.files(course, args.assignment).items():
+                if kind not in kinds:
+                    continue
+                if kind == "questions":
+                    n = lms.per_question(course, course.db_url, args.assignment, rows, target)
+                    print(f"{target}: {n} question column(s)")
+                    continue
+                left_out = getattr(lms, kind)(course, course.db_url, args.assignment, rows, target)
+                print(f"{target}: for {kind.capitalize()}'s grade import")
+                if left_out:
+                    why = "no Canvas user id (never collected from Canvas)" if kind == "canvas" else "no email"
+                    print(f"  left out ({why}): {', '.join(left_out)}")
         return 0
     return 2
 

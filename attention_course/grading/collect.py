@@ -19,9 +19,12 @@ Archives are read defensively: no absolute paths or `..`, no links, at most 50 M
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import unicodedata
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -41,6 +44,7 @@ class Report:
     unplaced: list[tuple[str, str]] = field(default_factory=list)  # (zip entry, why)
     notes: list[str] = field(default_factory=list)
     times: dict[str, str] = field(default_factory=dict)  # student -> latest file time in the zip
+    lms_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # student -> {"canvas": user id} or moodle's
 
 
 def slug(name: str) -> str:
@@ -48,13 +52,24 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def collect(course, assignment: str, archive: Path, pattern: str | None = None, names: dict | None = None) -> Report:
-    """Extract `archive` into `submitted/`. `names`: full name (lower case) -> student id, from the roster."""
+def collect(
+    course,
+    assignment: str,
+    archive: Path,
+    pattern: str | None = None,
+    names: dict | None = None,
+    choose: Callable[[str, list[str]], str] | None = None,
+) -> Report:
+    """Extract `archive`: each student's files are kept as a version (`.collected/<assignment>/<student>/<time>/`,
+    the time being the latest file time of theirs in the zip) and the version `choose(student, times)` picks
+    (default: the latest; `make collect` passes the resubmission rule of term.py) goes to `submitted/`.
+    `names`: full name (lower case) -> student id, from the roster."""
     report = Report()
     custom = re.compile(pattern) if pattern else None
     expected = {p.name for p in course.source_notebooks(assignment)}
     names = names or {}
     total = 0
+    files: dict[str, set[PurePosixPath]] = {}  # student -> files of this download
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             entry = info.filename
@@ -74,6 +89,7 @@ def collect(course, assignment: str, archive: Path, pattern: str | None = None, 
                 report.unplaced.append((entry, "too large"))
                 continue
             student, filename, why = None, None, "file name matches no known LMS pattern"
+            lms: tuple[str, str] | None = None
             match = custom.match(entry) if custom else None
             if match:
                 student, filename = match.group("student_id"), match.group("file")
@@ -84,8 +100,10 @@ def collect(course, assignment: str, archive: Path, pattern: str | None = None, 
                     student = slug(fullname)
                     report.notes.append(f"{entry}: '{fullname}' is not in the roster: placed as '{student}'")
                 filename = m.group("file")
+                lms = ("moodle", m.group("participant"))
             elif m := CANVAS.match(path.name):
                 student, filename = m.group("student_id"), m.group("file")
+                lms = ("canvas", m.group("user"))
                 stem = PurePosixPath(filename)
                 base = re.sub(r"-\d+$", "", stem.stem) + stem.suffix
                 if filename not in expected and base in expected:
@@ -102,21 +120,125 @@ def collect(course, assignment: str, archive: Path, pattern: str | None = None, 
             if rel.is_absolute() or ".." in rel.parts:
                 report.unplaced.append((entry, "unsafe path"))
                 continue
-            dest = course.submitted / student / assignment / Path(*rel.parts)
+            staging = versions_dir(course, assignment, student) / f".incoming-{os.getpid()}"
+            if student not in files:
+                if staging.exists():
+                    shutil.rmtree(staging)
+                files[student] = set()
+            dest = staging / Path(*rel.parts)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_symlink():
                 dest.unlink()
+            if rel in files[student]:
+                report.notes.append(f"{entry}: replaces an earlier file for {student}/{assignment}/{rel}")
+            files[student].add(rel)
+            if lms:
+                report.lms_ids.setdefault(student, {})[lms[0]] = lms[1]
             data = zf.read(info)
             total += len(data)
-            if any(d == str(dest.relative_to(course.root)) for _, d in report.placed):
-                report.notes.append(f"{entry}: replaces an earlier file for {dest.relative_to(course.root)}")
             dest.write_bytes(data)
-            report.placed.append((entry, str(dest.relative_to(course.root))))
+            submitted = course.submitted / student / assignment / Path(*rel.parts)
+            report.placed.append((entry, str(submitted.relative_to(course.root))))
             year, month, day, hour, minute, second = info.date_time
             stamp = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
             report.times[student] = max(report.times.get(student, stamp), stamp)
-    record_times(course, assignment, report.times)
+    record_lms_ids(course, report.lms_ids)
+    for student in files:  # each student's files of this download become one version, named by its time
+        keep_unversioned(course, assignment, student)
+        version = versions_dir(course, assignment, student) / folder_name(report.times[student])
+        if version.exists():  # the same download collected again
+            shutil.rmtree(version)
+        os.replace(versions_dir(course, assignment, student) / f".incoming-{os.getpid()}", version)
+    for student in files:
+        graded = select(course, assignment, student, choose, force=True)
+        if graded != report.times[student]:
+            report.notes.append(
+                f"{student}: the submission of {report.times[student]} is kept in "
+                f"{versions_dir(course, assignment, student).relative_to(course.root)}/; graded: the one of {graded} "
+                "(the latest before the deadline)"
+            )
     return report
+
+
+def folder_name(stamp: str) -> str:
+    """`2026-11-30 23:59:00` -> `2026-11-30T23-59-00` (a version's folder)."""
+    return stamp.replace(" ", "T").replace(":", "-")
+
+
+def stamp_of(folder: str) -> str | None:
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\d)T(\d\d)-(\d\d)-(\d\d)", folder)
+    return f"{m[1]} {m[2]}:{m[3]}:{m[4]}" if m else None
+
+
+def versions_dir(course, assignment: str, student: str) -> Path:
+    """Every collected submission of a student, one folder per submission time (students cannot write here)."""
+    return course.root / ".collected" / assignment / student
+
+
+def versions(course, assignment: str, student: str) -> list[str]:
+    """The submission times of a student's collected versions, oldest first."""
+    folder = versions_dir(course, assignment, student)
+    found = [stamp_of(p.name) for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return sorted(s for s in found if s)
+
+
+def keep_unversioned(course, assignment: str, student: str) -> None:
+    """A submission already in submitted/ is never lost: collected before versions were kept, it becomes a version
+    (with its recorded time); placed there by hand (no recorded time), it is kept as
+    `.collected/<assignment>/<student>/by-hand-<n>/`, which the resubmission rule never picks."""
+    current = course.submitted / student / assignment
+    if not current.is_dir() or current.is_symlink():
+        return
+    stamp = submission_times(course, assignment).get(student)
+    kept = versions_dir(course, assignment, student)
+    if stamp and stamp not in versions(course, assignment, student):
+        shutil.copytree(current, kept / folder_name(stamp), symlinks=True)
+    elif not stamp and any(current.iterdir()):
+        n = 1
+        while (kept / f"by-hand-{n}").exists():
+            n += 1
+        shutil.copytree(current, kept / f"by-hand-{n}", symlinks=True)
+
+
+def latest(student: str, stamps: list[str]) -> str:
+    return max(stamps)
+
+
+def select(
+    course,
+    assignment: str,
+    student: str,
+    choose: Callable[[str, list[str]], str] | None = None,
+    force: bool = False,
+) -> str | None:
+    """Put the version `choose(student, times)` picks (default: the latest) into `submitted/<student>/<assignment>/`
+    and record its time; the others stay in `.collected/`. Returns the chosen time (None: no versions kept)."""
+    stamps = versions(course, assignment, student)
+    if not stamps:
+        return None
+    chosen = (choose or latest)(student, stamps)
+    dest = course.submitted / student / assignment
+    if not force and submission_times(course, assignment).get(student) == chosen and dest.is_dir():
+        return chosen
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(versions_dir(course, assignment, student) / folder_name(chosen), dest, symlinks=True)
+    record_times(course, assignment, {student: chosen})
+    return chosen
+
+
+def reselect(course, assignment: str, choose: Callable[[str, list[str]], str]) -> list[str]:
+    """Apply the resubmission rule again to every student with kept versions (a due date or extension may have
+    changed since `make collect`); the students whose graded submission changed."""
+    folder = course.root / ".collected" / assignment
+    changed = []
+    for student in sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        before = submission_times(course, assignment).get(student)
+        if select(course, assignment, student, choose) != before:
+            changed.append(student)
+    return changed
 
 
 def record_times(course, assignment: str, times: dict[str, str]) -> None:
@@ -127,6 +249,33 @@ def record_times(course, assignment: str, times: dict[str, str]) -> None:
     known = submission_times(course, assignment)
     known.update(times)
     atomic_write(times_file(course, assignment), json.dumps(known, indent=1, sort_keys=True))
+
+
+def record_lms_ids(course, ids: dict[str, dict[str, str]]) -> None:
+    """The LMS's own number of each student, from the download's file names (Canvas: the user id; Moodle: the
+    participant id), kept for the LMS grade files (lms.py) in `.collected/_lms-ids.json` (no assignment id starts
+    with `_`)."""
+    from attention_course.grading.course import atomic_write
+
+    known = lms_ids(course)
+    for student, found in ids.items():
+        known.setdefault(student, {}).update(found)
+    atomic_write(course.root / ".collected" / "_lms-ids.json", json.dumps(known, indent=1, sort_keys=True))
+
+
+def lms_ids(course) -> dict[str, dict[str, str]]:
+    """student -> {"canvas": user id, "moodle": participant id}, as `make collect` recorded them."""
+    try:
+        data = json.loads((course.root / ".collected" / "_lms-ids.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        k: {a: b for a, b in v.items() if isinstance(a, str) and isinstance(b, str)}
+        for k, v in data.items()
+        if isinstance(k, str) and isinstance(v, dict)
+    }
 
 
 def times_file(course, assignment: str) -> Path:

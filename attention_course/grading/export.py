@@ -8,6 +8,8 @@ import io
 import json
 from pathlib import Path
 
+from attention_course.grading import term
+from attention_course.grading.collect import submission_times, versions
 from attention_course.grading.course import atomic_write
 from attention_course.grading.ids import csv_cell
 from attention_course.grading.records import NotebookStatus as Status
@@ -25,6 +27,8 @@ COLUMNS = [
     "late_submission_penalty",
     "score",
     "max_score",
+    "extension_hours",
+    "hours_late",
     "status",
     "reason",
 ]
@@ -49,6 +53,22 @@ def _reason(course, assignment: str, student: str) -> tuple[str, str]:
 
 def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> int:
     """Write `dest`; `roster` (the grader's, valid ids only) adds students with a folder in submitted/."""
+    rows = grade_rows(course, db_url, roster)
+    write(dest, rows)
+    return len(rows)
+
+
+def write(dest: Path, rows: list[dict]) -> None:
+    """grades.csv from `grade_rows`, spreadsheet-safe."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
+    atomic_write(dest, text.getvalue().encode())
+
+
+def grade_rows(course, db_url: str, roster: list[str] | None = None) -> list[dict]:
+    """grades.csv's rows (plain values), the term applied to the gradebook first (term.apply)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     from attention_course.grading.gradebook import roster as course_roster
@@ -60,7 +80,10 @@ def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> 
         for sid in roster:
             if sid not in students:
                 students[sid] = gb.update_or_create_student(sid)
+        term.apply(course, gb, students)
         for assignment in gb.assignments:
+            chooser: list = []  # the resubmission rule, made when a student has several versions
+            graded = submission_times(course, assignment.name)
             for sid in sorted(students):
                 student = students[sid]
                 row = {
@@ -72,23 +95,28 @@ def export(course, db_url: str, dest: Path, roster: list[str] | None = None) -> 
                     "email": student.email or "",
                     "max_score": assignment.max_score,
                 }
+                note = ""
                 try:
                     sub = gb.find_submission(assignment.name, sid)
                 except MissingEntry:
                     row.update(timestamp="", raw_score=0.0, late_submission_penalty=0.0, score=0.0)
+                    row.update(extension_hours="", hours_late="")
                 else:
                     penalty = sub.late_submission_penalty or 0.0
                     row.update(
                         timestamp=sub.timestamp or "",
                         raw_score=sub.score,
                         late_submission_penalty=penalty,
-                        score=sub.score - penalty,
+                        score=max(0.0, sub.score - penalty),
+                        extension_hours=f"{sub.extension.total_seconds() / 3600:g}" if sub.extension else "",
+                        hours_late=f"{sub.total_seconds_late / 3600:.2f}" if sub.total_seconds_late else "",
                     )
-                row["status"], row["reason"] = _reason(course, assignment.name, sid)
+                    kept = versions(course, assignment.name, sid)
+                    if len(kept) > 1 and not chooser:
+                        chooser.append(term.chooser(course, assignment.name, students))
+                    if len(kept) > 1 and graded.get(sid) != chooser[0](sid, kept):
+                        note = "; another collected submission is now the one to grade (run make grade)"
+                status, reason = _reason(course, assignment.name, sid)
+                row["status"], row["reason"] = status, reason + note
                 rows.append(row)
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, COLUMNS)
-    writer.writeheader()
-    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
-    atomic_write(dest, text.getvalue().encode())
-    return len(rows)
+    return rows

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from attention_course.grading.collect import submission_times
+from attention_course.grading import term
+from attention_course.grading.collect import reselect, submission_times
 from attention_course.grading.course import Course
 from attention_course.grading.export import export
 from attention_course.grading.gradebook import record, register_assignment, roster
@@ -95,6 +96,11 @@ class _ClassRun:
         started = time.monotonic()
         refused: list[tuple[str, str]] = []
         students = roster(course, course.db_url, refused)
+        # the term's files are checked before anything is graded; a changed due date or extension may make
+        # another collected version the one to grade (the resubmission rule): it is put in submitted/ first
+        self.zone = term.load(course, students, course.assignments()).zone
+        for student in reselect(course, opts.assignment, term.chooser(course, opts.assignment, students)):
+            print(f"{student}: the submission to grade changed (resubmission rule)", file=self.out)
         self.times = submission_times(course, opts.assignment)
         self.pool.warm()
         with Gradebook(course.db_url) as self.gb:
@@ -232,4 +238,9 @@ class _ClassRun:
             self.gb.update_or_create_student(job.student)
             return
         ts = self.times.get(job.student)  # from `make collect`, never from a file the student uploaded
+        if ts:
+            try:
+                ts = str(term.to_utc(ts, self.zone))
+            except ValueError:
+                ts = None  # export's term.apply says which time is wrong
         record(self.gb, self.opts.assignment, job.student, {n: s.to_json() for n, s in states.items() if s}, ts)
