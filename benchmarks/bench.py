@@ -274,7 +274,8 @@ def bench_book(tmp: Path) -> dict:
 
 def bench_grading(tmp: Path, students: int, assignments: list[str] | None = None) -> list[dict]:
     """Per assignment, `students` submissions (the reference answers) graded by the course's grader (`make grade`,
-    one job: sandbox, judge, feedback) and by plain `nbgrader autograde`, each in its own course copy."""
+    one job: sandbox, judge, feedback; with warm kernels, and with cold ones) and by plain `nbgrader autograde`,
+    each in its own course copy."""
     from tools.synthetic import build_class
 
     env = _env(tmp / "home")
@@ -291,28 +292,32 @@ def bench_grading(tmp: Path, students: int, assignments: list[str] | None = None
         db = f"--CourseDirectory.db_url=sqlite:///{course}/plain.db"
         _run([nbgrader, "generate_assignment", assignment, "--force", db], course, env)
         plain = _run([nbgrader, "autograde", assignment, "--force", db], course, env)
-        grade_env = {**env, "GRADEBOOK_URL": f"sqlite:///{course}/grade.db"}
-        make_grade = _run(
-            [
-                "make",
-                "--no-print-directory",
-                "-C",
-                str(ROOT),
-                "grade",
-                f"ASSIGNMENT={assignment}",
-                f"COURSE={course}",
-                "JOBS=1",
-                "GRADE_FLAGS=--force --no-progress",
-            ],
-            ROOT,
-            grade_env,
-        )
+        seconds = {}
+        for kernels in ("cold", "warm"):  # every kernel started on its own, or forked from the worker's template
+            grade_env = {**env, "GRADEBOOK_URL": f"sqlite:///{course}/{kernels}.db", "GRADING_KERNELS": kernels}
+            seconds[kernels] = _run(
+                [
+                    "make",
+                    "--no-print-directory",
+                    "-C",
+                    str(ROOT),
+                    "grade",
+                    f"ASSIGNMENT={assignment}",
+                    f"COURSE={course}",
+                    "JOBS=1",
+                    "GRADE_FLAGS=--force --no-progress",
+                ],
+                ROOT,
+                grade_env,
+            )
         rows.append(
             {
                 "assignment": assignment,
                 "notebooks": students,
-                "make_grade_seconds": make_grade,
-                "make_grade_seconds_per_notebook": make_grade / students,
+                "make_grade_seconds": seconds["warm"],
+                "make_grade_seconds_per_notebook": seconds["warm"] / students,
+                "make_grade_cold_seconds": seconds["cold"],
+                "make_grade_cold_seconds_per_notebook": seconds["cold"] / students,
                 "plain_seconds": plain,
                 "plain_seconds_per_notebook": plain / students,
             }
@@ -324,7 +329,14 @@ def grader() -> dict:
     """What graded: the course grader's version (bumped when grading changes what it measures)."""
     from attention_course.grading.options import GRADER_GENERATION
 
-    return {"version": GRADER_GENERATION, "command": "make grade JOBS=1 (sandbox + judge, feedback included)"}
+    from grading import floor_seconds  # benchmarks/grading.py: one kernel start + `import torch`
+
+    return {
+        "version": GRADER_GENERATION,
+        "command": "make grade JOBS=1 (sandbox + judge, feedback included)",
+        "floor_seconds": floor_seconds(),
+        "warm_floor_seconds": floor_seconds(kernels="warm"),
+    }
 
 
 def _restamp(out: Path, name: str, date: str) -> None:
@@ -417,7 +429,8 @@ def main(argv=None) -> int:
             print(f"\nGrading (reference answers; grader version {results['grader']['version']}), s per notebook:")
             for r in results["grading"]:
                 print(
-                    f"  {r['assignment']:24} make grade {r['make_grade_seconds_per_notebook']:5.1f}, "
+                    f"  {r['assignment']:24} make grade {r['make_grade_seconds_per_notebook']:5.1f} (warm kernels), "
+                    f"{r['make_grade_cold_seconds_per_notebook']:5.1f} (cold), "
                     f"plain nbgrader autograde {r['plain_seconds_per_notebook']:5.1f}"
                 )
     results["machine"]["bench_seconds"] = time.perf_counter() - start

@@ -1,14 +1,16 @@
 """Benchmark: plain sequential `nbgrader autograde` against `make grade` on the same synthetic class, in the same
 run, on the same machine (not a test: `make bench-grading`).
 
-The class: N students of one assignment (default attention-pooling), answers drawn from the reference, the
-rewritten correct answers and the realistic wrong answers of tests/submissions/. Prints seconds per notebook for
-each grader, the speedup, and the floor: one sandboxed kernel start + `import torch` (what every graded notebook
-pays at least, per worker). Also `make grade` through a Dask LocalCluster on 127.0.0.1 with as many workers: its
+Warm kernels (issue 21) are timed against cold ones (`GRADING_KERNELS=cold`, every kernel started on its own) on
+the same class in the same run, with both floors (a cold kernel start + `import torch`, and a kernel forked from a
+warm template). The class: N students of each assignment (default attention-pooling and efficient-attention),
+answers drawn from the reference, the rewritten correct answers and the realistic wrong answers of
+tests/submissions/. Prints seconds per notebook for each grader, the speedups, and a worker's time per notebook
+against the cold floor. Also `make grade` through a Dask LocalCluster on 127.0.0.1 with as many workers: its
 per-notebook overhead against the local pool, the counted traffic (tasks, judge connections, relayed chunks), the
 measured unit costs (a scheduler round trip, a relayed request/reply) and a projection for N workers.
 
-    .venv/bin/python benchmarks/grading.py [--students 12] [--jobs N] [--assignment attention-pooling]
+    .venv/bin/python benchmarks/grading.py [--students 12] [--jobs N] [--assignment attention-pooling ...]
 
 `--baseline REF` (a commit of this repository) also times `make grade` of that commit's grader (extracted with
 `git archive` into a temporary folder, run with the same virtual environment) on the same class, alternating with
@@ -39,8 +41,9 @@ from tools.synthetic import build_class  # noqa: E402
 VENV = Path(sys.prefix)  # the benchmark runs with the course's virtual environment: `make` uses the same one
 
 
-def make_grade(root: Path, course: Path, args, env: dict, db: str) -> float:
-    """Wall seconds of `make grade` (JOBS=args.jobs, --force) of the grader in `root` on `course`."""
+def make_grade(root: Path, course: Path, args, env: dict, db: str, kernels: str = "warm") -> float:
+    """Wall seconds of `make grade` (JOBS=args.jobs, --force) of the grader in `root` on `course`; `kernels`:
+    "warm" (forked from each worker's template, the default) or "cold" (GRADING_KERNELS=cold)."""
     cmd = [
         "make",
         "--no-print-directory",
@@ -53,7 +56,9 @@ def make_grade(root: Path, course: Path, args, env: dict, db: str) -> float:
         f"JOBS={args.jobs}",
         "GRADE_FLAGS=--force --no-progress",
     ]
-    return timed(cmd, root, {**env, "GRADEBOOK_URL": f"sqlite:///{db}", "PYTHONPATH": str(root)})
+    return timed(
+        cmd, root, {**env, "GRADEBOOK_URL": f"sqlite:///{db}", "PYTHONPATH": str(root), "GRADING_KERNELS": kernels}
+    )
 
 
 def executed_seconds(course: Path, assignment: str) -> float:
@@ -111,13 +116,17 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> float:
     return seconds
 
 
-def floor_seconds(repeats: int = 3) -> float:
-    """Wall time of one sandboxed kernel that starts and runs `import torch` (median of a few)."""
+def floor_seconds(repeats: int = 3, kernels: str = "cold") -> float:
+    """Wall time of one sandboxed kernel that starts and runs `import torch` (median of a few): cold (the floor
+    every notebook paid before warm kernels), or warm (forked from a template started before the first)."""
     import nbformat
 
-    from attention_course.grading import runner
+    from attention_course.grading import runner, warm
     from attention_course.grading.sandbox import lease_uid
 
+    os.environ["GRADING_KERNELS"] = kernels
+    if kernels == "warm":
+        repeats += 1  # the first starts the template: not counted
     uid, _lock = lease_uid()
     times = []
     for _ in range(repeats):
@@ -138,6 +147,12 @@ def floor_seconds(repeats: int = 3) -> float:
         times.append(time.monotonic() - start)
         shutil.rmtree(d, ignore_errors=True)
         assert result["cells"][0]["status"] == "ran" and not result["died"], result
+        assert result["kernel"] == "warm" if kernels == "warm" else result["kernel"].startswith("cold"), result
+    os.environ.pop("GRADING_KERNELS")
+    if warm._TEMPLATE is not None:
+        warm._TEMPLATE.stop()
+    if kernels == "warm":
+        times = times[1:]
     return sorted(times)[len(times) // 2]
 
 
@@ -278,9 +293,84 @@ def project(line: str, costs: dict, args, out) -> dict:
     }
 
 
+def one_assignment(args, env: dict, floor: float) -> dict:
+    """Plain `nbgrader autograde`, cold `make grade` and warm `make grade` (then Dask, `--baseline`) on one class."""
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
+        course = Path(tmp) / "course"
+        build_class(course, args.assignment, args.students)
+        plain_db = f"sqlite:///{tmp}/plain.db"
+        subprocess.run(
+            ["nbgrader", "generate_assignment", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"],
+            cwd=course,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        print(
+            f"\n{args.students} notebooks of {args.assignment}; {os.cpu_count()} cores; JOBS={args.jobs}; load "
+            f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}",
+            flush=True,
+        )
+        figures: dict = {
+            "students": args.students,
+            "jobs": args.jobs,
+            "cores": os.cpu_count(),
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+        }
+        plain = None
+        if not args.skip_plain:
+            plain = timed(
+                ["nbgrader", "autograde", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"],
+                course,
+                env,
+            )
+            print(
+                f"plain nbgrader autograde (sequential): {plain:7.1f} s  = {plain / args.students:5.2f} s/notebook",
+                flush=True,
+            )
+            figures.update(plain_s=plain, plain_s_per_notebook=plain / args.students)
+        if args.baseline:
+            figures["baseline"] = compare(course, args, env, tmp)
+        for kernels in ("cold", "warm"):
+            wall = make_grade(ROOT, course, args, env, f"{tmp}/{kernels}.db", kernels)
+            worker = wall * args.jobs / args.students
+            print(
+                f"make grade JOBS={args.jobs}, {kernels} kernels (sandboxed, feedback included): {wall:7.1f} s  = "
+                f"{wall / args.students:5.2f} s/notebook; {worker:5.2f} s of a worker per notebook "
+                f"({worker / floor:.2f}x the cold floor)"
+                + (f"; {plain / wall:.2f}x faster than plain nbgrader" if plain else ""),
+                flush=True,
+            )
+            figures[kernels] = {
+                "s": wall,
+                "s_per_notebook": wall / args.students,
+                "worker_s_per_notebook": worker,
+                "executed_s_per_notebook": executed_seconds(course, args.assignment),
+            }
+        print(f"warm against cold: {figures['cold']['s'] / figures['warm']['s']:.2f}x faster (same class, same run)")
+        if not args.skip_dask:
+            dask_s, dask_line, costs = dask_run(course, args, env, tmp)
+            print(
+                f"make grade DASK_SCHEDULER=<LocalCluster on 127.0.0.1, {args.jobs} workers>: {dask_s:7.1f} s  = "
+                f"{dask_s / args.students:5.2f} s/notebook ({(dask_s - figures['warm']['s']) / args.students:+.2f} "
+                f"s/notebook against the local pool)",
+                flush=True,
+            )
+            projection = project(dask_line, costs, args, out=sys.stdout)
+            figures.update(
+                dask_s=dask_s,
+                dask_s_per_notebook=dask_s / args.students,
+                dask_costs=costs,
+                dask_projection=projection,
+            )
+        figures["load_at_end"] = os.getloadavg()[0]
+        return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--assignment", default="attention-pooling")
+    parser.add_argument("--assignment", nargs="+", default=["attention-pooling", "efficient-attention"])
     parser.add_argument("--students", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -306,80 +396,20 @@ def main() -> int:
         "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
     }
     env.pop("GRADEBOOK_URL", None)
-    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
-        course = Path(tmp) / "course"
-        build_class(course, args.assignment, args.students)
-        plain_db = f"sqlite:///{tmp}/plain.db"
-        subprocess.run(
-            ["nbgrader", "generate_assignment", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"],
-            cwd=course,
-            env=env,
-            capture_output=True,
-            check=True,
-        )
-        print(
-            f"{args.students} notebooks of {args.assignment}; {os.cpu_count()} cores; load "
-            f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}",
-            flush=True,
-        )
-        figures: dict = {
-            "students": args.students,
-            "jobs": args.jobs,
-            "cores": os.cpu_count(),
-            "machine": platform.platform(),
-            "python": platform.python_version(),
-        }
-        plain = None
-        if not args.skip_plain:
-            plain = timed(
-                ["nbgrader", "autograde", args.assignment, "--force", f"--CourseDirectory.db_url={plain_db}"],
-                course,
-                env,
-            )
-            print(
-                f"plain nbgrader autograde (sequential): {plain:7.1f} s  = {plain / args.students:5.2f} s/notebook",
-                flush=True,
-            )
-            figures.update(plain_s=plain, plain_s_per_notebook=plain / args.students)
-        if args.baseline:
-            figures["baseline"] = compare(course, args, env, tmp)
-        fast = make_grade(ROOT, course, args, env, f"{tmp}/fast.db")
-        print(
-            f"make grade JOBS={args.jobs} (sandboxed, feedback included): {fast:7.1f} s  = "
-            f"{fast / args.students:5.2f} s/notebook",
-            flush=True,
-        )
-        figures.update(make_grade_s=fast, make_grade_s_per_notebook=fast / args.students)
-        if not args.skip_dask:
-            dask_s, dask_line, costs = dask_run(course, args, env, tmp)
-            print(
-                f"make grade DASK_SCHEDULER=<LocalCluster on 127.0.0.1, {args.jobs} workers>: {dask_s:7.1f} s  = "
-                f"{dask_s / args.students:5.2f} s/notebook ({(dask_s - fast) / args.students:+.2f} s/notebook "
-                f"against the local pool)",
-                flush=True,
-            )
-            projection = project(dask_line, costs, args, out=sys.stdout)
-            figures.update(
-                dask_s=dask_s,
-                dask_s_per_notebook=dask_s / args.students,
-                dask_costs=costs,
-                dask_projection=projection,
-            )
-        floor = floor_seconds()
-        per_worker = fast * args.jobs / args.students
-        if plain is not None:
-            print(
-                f"speedup: {plain / fast:.2f}x (load now {os.getloadavg()[0]:.1f}: other users' processes share "
-                f"the cores)"
-            )
-            figures["speedup"] = plain / fast
-        print(
-            f"floor (one sandboxed kernel start + import torch): {floor:.2f} s; make grade spends "
-            f"{per_worker:.2f} s of a worker per notebook ({per_worker / floor:.2f}x the floor)"
-        )
-        figures.update(floor_s=floor, load_at_end=os.getloadavg()[0])
-        if args.json:
-            args.json.write_text(json.dumps(figures, indent=1))
+    floor = floor_seconds()
+    warm_floor = floor_seconds(kernels="warm")
+    print(
+        f"floor: one sandboxed kernel start + import torch, cold {floor:.2f} s; forked from a warm template "
+        f"{warm_floor:.2f} s ({floor / warm_floor:.1f}x less)",
+        flush=True,
+    )
+    every: dict = {"floor_s": floor, "warm_floor_s": warm_floor, "assignments": {}}
+    for assignment in args.assignment:
+        args_one = argparse.Namespace(**{**vars(args), "assignment": assignment})
+        every["assignments"][assignment] = one_assignment(args_one, env, floor)
+    every["load_at_end"] = os.getloadavg()[0]
+    if args.json:
+        args.json.write_text(json.dumps(every, indent=1))
     return 0
 
 

@@ -30,18 +30,25 @@ ASSIGNMENT = "attention-pooling"
 NB = f"{ASSIGNMENT}.ipynb"
 LONG_ID = "a-student-id-of-sixty-characters-" + "x" * 27
 
-MEMORY_ATTACK = """import os, time
+MEMORY_ATTACK = """import os, select, time
 def _held():
-    kids = []
+    kids, (r, w) = [], os.pipe()
     for _ in range(3):  # 3 x 900 MB in forked children: each under any per-process limit, together over 2 GiB
         pid = os.fork()
         if pid == 0:
             hold = b"x" * (900 * 2**20)
+            os.write(w, b"1")  # held: the parent counts the children that got their memory
             time.sleep(300)
             os._exit(0)
         kids.append(pid)
-    time.sleep(10)
-    return all(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in kids)
+    got, deadline = 0, time.monotonic() + 120  # however loaded the machine, until each holds its memory or died
+    while got < 3 and time.monotonic() < deadline:
+        if any(os.waitpid(pid, os.WNOHANG) != (0, 0) for pid in kids):
+            return False
+        if select.select([r], [], [], 0.5)[0]:
+            got += len(os.read(r, 3))
+    time.sleep(2)
+    return got == 3 and all(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in kids)
 if _held():
 %s
 else:

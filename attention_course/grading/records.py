@@ -103,7 +103,7 @@ class CellGrade:
         return cls(float(score), float(max_score), CellStatus(str(data.get("status"))), why)
 
 
-_OPTIONAL = ("fingerprint", "file", "reviewed", "tests", "points", "died", "seconds")  # saved only when set
+_OPTIONAL = ("fingerprint", "file", "reviewed", "tests", "points", "died", "seconds", "kernel")  # saved only when set
 
 
 @dataclass
@@ -127,6 +127,7 @@ class NotebookState:
     points: dict[str, float] | None = None  # grade_id -> points of the source
     died: str | None = None
     seconds: float | None = None
+    kernel: str | None = None  # "warm" (forked from the worker's template) or "cold: why" (runner.execute)
     reused: bool = False  # read back from an unchanged earlier result (not saved again)
     saved: bool = False  # its worker saved it already (not saved)
 

@@ -91,31 +91,60 @@ class LocalLink:
 
 async def execute(job: dict, link_factory=None) -> dict:
     """Run the notebook `job["notebook"]`. `link_factory(job, listener)` gives the judge link (default: the
-    judge in this process, `LocalLink`); a remote link relays the agent's connection to a judge elsewhere."""
+    judge in this process, `LocalLink`); a remote link relays the agent's connection to a judge elsewhere.
+
+    The kernel is forked from this worker's warm template (warm.py) where there is one, else started cold; a
+    warm kernel that could not start (nothing of the student's has run then) is discarded and the notebook runs
+    cold. The result says which (`kernel`)."""
+    from attention_course.grading import warm
+
+    template, why = warm.template_for(job)
+    if template is not None:
+        result = await _execute(job, link_factory, template)
+        if not str(result.get("died") or "").startswith("kernel could not run"):
+            result["kernel"] = "warm"
+            return result
+        warm.discard(f"a warm kernel could not start ({result['died']})")
+        why = "cold: the warm kernel could not start"
+    result = await _execute(job, link_factory, None)
+    result["kernel"] = why if why.startswith("cold") else f"cold: {why}"
+    return result
+
+
+async def _execute(job: dict, link_factory, template) -> dict:
     nb = nbformat.read(job["notebook"], as_version=4)
     limits = Limits(**job.get("limits", {}))
     uid = int(job["uid"])
-    work = Path(job["work_dir"])
-    ipc = Path(job["ipc_dir"])
-    planned = work.with_name("planned")
+    job_work = Path(job["work_dir"])
+    planned = job_work.with_name("planned")
+    # a warm kernel lives in the worker's fixed folders (bound into its template); a cold one in the job's own
+    work, ipc = (template.work, template.ipc) if template is not None else (job_work, Path(job["ipc_dir"]))
     reap(uid)
     cgroup = SandboxCgroup.create(str(uid), limits)
     for folder in (work, ipc):  # left mounted by an earlier attempt whose worker was killed (it is retried)
-        if os.path.ismount(folder):
+        while os.path.ismount(folder):
             scratch_unmount(folder)
     if planned.exists():
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(job_work, ignore_errors=True)
     else:
-        work.mkdir(parents=True, exist_ok=True)
-        work.rename(planned)
-    shutil.rmtree(ipc, ignore_errors=True)
+        job_work.mkdir(parents=True, exist_ok=True)
+        job_work.rename(planned)
+    for folder in (work, ipc):
+        _empty(folder)
     sized = scratch_mount(work, limits.disk_bytes)
     ipc_sized = scratch_mount(ipc, limits.ipc_bytes)  # the kernel can write here too: sized like the rest
+    if template is not None and not (sized and ipc_sized):  # a warm kernel's folders are fresh tmpfs, always
+        for folder, mounted in ((work, sized), (ipc, ipc_sized)):
+            if mounted:
+                scratch_unmount(folder)
+        if cgroup is not None:
+            cgroup.destroy()
+        return {"died": "kernel could not run: the warm folders could not be mounted"}
     shutil.copytree(planned, work, dirs_exist_ok=True)
     sandbox = Sandbox(
         package_dir=Path(job["package_dir"]),
         work_dir=work,
-        ipc_dir=Path(job["ipc_dir"]),
+        ipc_dir=ipc,
         uid=uid,
         limits=limits,
         cgroup=cgroup,
@@ -123,11 +152,15 @@ async def execute(job: dict, link_factory=None) -> dict:
     sandbox.prepare()
     km = AsyncKernelManager(
         transport="ipc",
-        ip=str(Path(job["ipc_dir"]) / "kernel"),
-        connection_file=str(Path(job["ipc_dir"]) / "kernel.json"),
+        ip=str(ipc / "kernel"),
+        connection_file=str(ipc / "kernel.json"),
     )
     km._kernel_spec = KernelSpec(
-        argv=sandbox.kernel_argv(), display_name="sandboxed python", language="python", interrupt_mode="message", env={}
+        argv=template.kernel_argv() if template is not None else sandbox.kernel_argv(),
+        display_name="sandboxed python",
+        language="python",
+        interrupt_mode="message",
+        env={},
     )
     original_write = km.write_connection_file
 
@@ -152,8 +185,9 @@ async def execute(job: dict, link_factory=None) -> dict:
     started = time.monotonic()
     deadline = started + job["notebook_timeout"]
     died = None
+    Path(job["ipc_dir"]).parent.mkdir(parents=True, exist_ok=True)
     log = open(Path(job["ipc_dir"]).parent / "kernel.log", "wb")
-    sock_path = str(Path(job["ipc_dir"]) / "judge.sock")
+    sock_path = str(ipc / "judge.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
     os.chmod(sock_path, 0o666)
@@ -232,10 +266,23 @@ async def execute(job: dict, link_factory=None) -> dict:
             scratch_unmount(work)
         if ipc_sized:
             scratch_unmount(ipc)
+        if template is not None:
+            for folder in (work, ipc):
+                _empty(folder)
     for index in range(len(nb.cells)):
         if index in client.truncated:
             cells[index]["truncated"] = True
     return {"cells": cells, "died": died, "seconds": round(time.monotonic() - started, 2), "notebook": nb}
+
+
+def _empty(folder: Path) -> None:
+    """Remove what `folder` holds, not the folder itself (a warm template's bind of it must stay valid)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _judge_outputs(judged: dict) -> list:

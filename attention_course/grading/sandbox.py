@@ -85,6 +85,15 @@ class Sandbox:
         return os.path.join(os.path.realpath(sys.prefix), "bin", "python")
 
     def command(self, argv: list[str]) -> list[str]:
+        """The kernel's command line: bubblewrap, then the per-process limits and the drop to the leased uid."""
+        cmd = [*self.bwrap(), "--", *self.confinement()]
+        if self.cgroup is not None:  # join the sandbox's cgroup first: bwrap and all it starts stay in it
+            cmd = self.cgroup.enter_command() + cmd
+        return cmd + argv
+
+    def bwrap(self, binds: tuple[tuple[str, str], ...] = ()) -> list[str]:
+        """bubblewrap's options: namespaces, the mount view (plus `binds`: (host path, path inside) pairs, writable),
+        the environment."""
         lim = self.limits
         cmd = [BWRAP, "--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
         if not self.network:
@@ -125,6 +134,7 @@ class Sandbox:
             str(self.ipc_dir),
             f"{COURSE_MOUNT}/attention_course",
             HOME,
+            *(inside for _, inside in binds),
         ]:
             parent = Path(target).parent
             while str(parent) not in ("/", ""):
@@ -159,7 +169,15 @@ class Sandbox:
             "--chdir",
             str(self.work_dir),
         ]
-        env = {
+        for host, inside in binds:
+            cmd += ["--bind", host, inside]
+        for key, value in self.environment().items():
+            cmd += ["--setenv", key, value]
+        return cmd
+
+    def environment(self) -> dict[str, str]:
+        """The kernel's whole environment (bwrap starts from an empty one)."""
+        return {
             "HOME": HOME,
             "PATH": f"{os.path.dirname(self.python())}:/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -175,10 +193,11 @@ class Sandbox:
             "CUDA_VISIBLE_DEVICES": "",
             "TMPDIR": "/tmp",
         }
-        for key, value in env.items():
-            cmd += ["--setenv", key, value]
-        cmd += [
-            "--",
+
+    def confinement(self) -> list[str]:
+        """The per-process limits and the drop to the leased uid (no capabilities, no new privileges)."""
+        lim = self.limits
+        return [
             PRLIMIT,
             f"--as={max(lim.address_bytes, lim.memory_bytes)}",
             f"--nproc={lim.processes}",
@@ -196,24 +215,20 @@ class Sandbox:
             "--no-new-privs",
             "--",
         ]
-        if self.cgroup is not None:  # join the sandbox's cgroup first: bwrap and all it starts stay in it
-            cmd = self.cgroup.enter_command() + cmd
-        return cmd + argv
 
     def kernel_argv(self) -> list[str]:
-        return self.command(
-            [
-                self.python(),
-                "-m",
-                "ipykernel_launcher",
-                "-f",
-                "{connection_file}",
-                "--HistoryManager.enabled=False",
-                # the grader's agent is imported before any cell runs: its references to the checks are taken
-                # before the student's code can rebind them (agent.py)
-                "--IPKernelApp.exec_lines=__import__('attention_course.grading.agent')",
-            ]
-        )
+        return self.command([self.python(), "-m", "ipykernel_launcher", *KERNEL_OPTIONS])
+
+
+# the kernel's options, cold (`Sandbox.kernel_argv`) or forked from a warm template (template.py)
+KERNEL_OPTIONS = (
+    "-f",
+    "{connection_file}",
+    "--HistoryManager.enabled=False",
+    # the grader's agent is imported before any cell runs: its references to the checks are taken before the
+    # student's code can rebind them (agent.py)
+    "--IPKernelApp.exec_lines=__import__('attention_course.grading.agent')",
+)
 
 
 # --- resources no other sandbox can touch -------------------------------------------------------------------

@@ -55,6 +55,7 @@ def finish(state: NotebookState, result: dict[str, Any] | None, error: str | Non
     assert state.tests is not None and state.points is not None, "only a planned run is scored"
     cells = score_cells(state.tests, state.points, result)
     state.cells, state.died, state.seconds = cells, result.get("died"), result.get("seconds")
+    state.kernel = result.get("kernel")
     by_why: dict[str, list[str]] = {}
     for gid, c in cells.items():
         if c.score < c.max_score:

@@ -39,6 +39,22 @@ def print_summary(
         f"feedback in {course.feedback.relative_to(course.root)}/",
         file=out,
     )
+    kernels = kernel_line([states[student, p.stem] for student in students for p in sources])
+    if kernels:
+        print(kernels, file=out)
+
+
+def kernel_line(states: list[NotebookState]) -> str:
+    """Which path started the kernels of the notebooks run now: warm (forked from a template) or cold, and why."""
+    paths: dict[str, int] = {}
+    for state in states:
+        if state.kernel and not state.reused:
+            paths[state.kernel] = paths.get(state.kernel, 0) + 1
+    if not paths:
+        return ""
+    warm = paths.pop("warm", 0)
+    cold = "; ".join(f"{n} {escape(why, 200)}" for why, n in sorted(paths.items()))
+    return f"kernels: {warm} warm (forked from each worker's template)" + (f", {cold}" if cold else "")
 
 
 class Recovery:

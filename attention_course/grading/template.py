@@ -1,0 +1,270 @@
+"""The warm kernel template: runs inside one worker's sandbox, imports torch and the kernel once, forks a kernel
+per submission and confines each child to its student before any of the student's code runs.
+
+The template is started by the trusted worker (warm.py) as root inside bubblewrap with the restrictions that do
+not depend on the student (no network; own PID, IPC and UTS namespaces; the read-only system, Python and course
+package; the worker's fixed work, IPC and control folders; `--die-with-parent`). It keeps the capabilities it
+needs to confine a child (mount, setuid/setgid, dropping capabilities, joining a cgroup) and holds nothing a
+student could use: no submission, no hidden test, no secret (the judge and its keys live in the worker, outside).
+It reads nothing from the request but its one byte and the two log descriptors (`socket.recv_fds`): the folders,
+the uid, the limits and the cgroup are fixed when the worker starts it.
+
+For each request on the control socket (warm_client.py, the "kernel" process jupyter_client starts), in a single
+thread, it forks; the child, still root:
+1. takes the log descriptors as stdout/stderr, /dev/null as stdin, and closes every other inherited descriptor;
+2. enters mount, System V IPC and network namespaces of its own (the network: loopback only, as in a cold
+   sandbox): fresh sized tmpfs on /tmp and /var/tmp, the control and cgroup folders
+   hidden under empty read-only tmpfs, every other writable mount (the sandbox's root, /dev) made read-only, so
+   the only writable places are this student's fresh folders and nothing can be left for the next child;
+3. joins the student's cgroup (writing 0 to its `cgroup.procs`), sets the kernel's limits (address space,
+   processes, CPU seconds, file size, open files, no core files);
+4. drops every capability (bounding, inheritable, ambient sets), its groups, and becomes the leased uid for
+   good (`setresuid`, no new privileges, killed with the template), and checks in `/proc/self/status` that no
+   capability is left; any failure ends the child before it runs anything of the student;
+5. reseeds Python's `random` (each cold kernel has its own seed) and starts the kernel (`IPKernelApp`) with
+   the same options as a cold kernel.
+
+Threads: the template never runs a torch operation, so neither torch's intra-op pool nor OpenMP's exists when it
+forks; before every fork it checks that it has exactly one thread (`/proc/self/task`) and refuses otherwise. The
+children create their pools themselves after the fork (OMP_NUM_THREADS=1 as in a cold kernel).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import sys
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
+SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+FAILED = 97  # the exit status of a child that could not be confined (it never ran student code)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = [None if v is None else v.encode() for v in (source, target, fstype, data)]
+    _check(_libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]), f"mount {target}")
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _writable_mounts() -> list[tuple[str, int]]:
+    """(mount point, per-mount flags) of every mount of this namespace that is mounted read-write."""
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")
+            options = set(fields[5].split(","))
+            if "rw" in options:
+                flags = (MS_NOSUID if "nosuid" in options else 0) | (MS_NODEV if "nodev" in options else 0)
+                flags |= MS_NOEXEC if "noexec" in options else 0
+                found.append((point, flags))
+    return found
+
+
+def confine(cfg: dict) -> None:
+    """Steps 2-4 of the module's docstring, in the forked child (root until the end of this function)."""
+    lim = cfg["limits"]
+    # a network (loopback only) and System V IPC of its own, as a cold sandbox has: nothing a student leaves in
+    # shared memory segments or message queues, or binds to, outlives this child
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | (0 if cfg.get("network") else CLONE_NEWNET)), "unshare")
+    if not cfg.get("network"):
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the template, nor back
+    tmp_options = f"size={lim['disk_bytes']},mode=1777"
+    for target in ("/tmp", "/var/tmp"):
+        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, tmp_options)
+    for path in cfg.get("cgroup_procs", []):
+        with open(path, "w") as fh:  # 0: the writing process itself, in any PID namespace
+            fh.write("0")
+    keep = {cfg["work_dir"], cfg["ipc_dir"], "/tmp", "/var/tmp"}
+
+    def kept(point: str) -> bool:
+        return point in keep or point == "/proc" or point.startswith("/proc/")
+
+    for point, flags in _writable_mounts():
+        if not kept(point):
+            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+    left = [p for p, _ in _writable_mounts() if not kept(p)]
+    if left:
+        raise OSError(f"still writable: {left}")
+    for hidden in cfg["hide"]:  # the control socket and the cgroups: out of sight, under an empty folder
+        _mount("tmpfs", hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4096,mode=0555")
+    import resource
+
+    for limit, value in (
+        (resource.RLIMIT_AS, max(lim["address_bytes"], lim["memory_bytes"])),
+        (resource.RLIMIT_NPROC, lim["processes"]),
+        (resource.RLIMIT_CPU, lim["cpu_seconds"]),
+        (resource.RLIMIT_FSIZE, lim["file_bytes"]),
+        (resource.RLIMIT_NOFILE, lim["open_files"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(limit, (value, value))
+    os.chdir(cfg["work_dir"])
+    _drop_privileges(int(cfg["uid"]))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_privileges(uid: int) -> None:
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for cap in range(last + 1):
+        _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"dropping capability {cap} from the bounding set")
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)  # permitted and effective capabilities are cleared with the uid (no KEEPCAPS)
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words, all zero
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "clearing the inheritable capabilities")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no new privileges")
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "dying with the template")
+    with open("/proc/self/status") as fh:
+        status = dict(line.split(":", 1) for line in fh if ":" in line)
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        if int(status[key].strip(), 16):
+            raise OSError(f"{key} is not empty after dropping privileges")
+    if any(int(v) != uid for v in status["Uid"].split() + status["Gid"].split()):
+        raise OSError("the user or group id is not the leased one")
+    if status.get("NoNewPrivs", "0").strip() != "1":
+        raise OSError("no_new_privs is not set")
+
+
+def _child(cfg: dict, log_fds: list[int]) -> None:
+    """The forked child: never returns."""
+    code = FAILED
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        if len(log_fds) == 2:
+            os.dup2(log_fds[0], 1)
+            os.dup2(log_fds[1], 2)
+        else:
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+        os.closerange(3, 1 << 16)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        confine(cfg)
+    except BaseException as exc:
+        try:
+            os.write(2, f"warm kernel: confining the child failed: {exc!r}\n".encode())
+        finally:
+            os._exit(FAILED)
+    try:
+        import random
+
+        random.seed()
+        sys.path[0:1] = [cfg["work_dir"]]  # as `python -m ipykernel_launcher` run in the student's folder
+        sys.argv = ["ipykernel_launcher"]
+        from ipykernel.kernelapp import IPKernelApp
+
+        options = [o.replace("{connection_file}", cfg["connection_file"]) for o in cfg["kernel_options"]]
+        IPKernelApp.launch_instance(argv=options)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _serve_one(conn: socket.socket, cfg: dict) -> None:
+    """One kernel: fork it, then relay until it ends (its exit status to the client) or the client goes."""
+    try:
+        msg, fds, _, _ = socket.recv_fds(conn, 16, 2)
+    except OSError:
+        return
+    try:
+        if msg != b"S":
+            return
+        if threads() != 1:
+            conn.sendall(b"E the template has more than one thread: it will not fork\n")
+            return
+        pid = os.fork()
+        if pid == 0:
+            _child(cfg, fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            ready, _, _ = select.select([conn.fileno(), pidfd], [], [])
+            if pidfd in ready:
+                _, status = os.waitpid(pid, 0)
+                try:
+                    conn.sendall(f"X {os.waitstatus_to_exitcode(status)}\n".encode())
+                except OSError:
+                    pass
+                return
+            data = conn.recv(16)
+            if data == b"I":
+                os.kill(pid, signal.SIGINT)
+            elif not data or data == b"K":  # the client was killed (jupyter_client's shutdown) or asks to kill
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+    finally:
+        os.close(pidfd)
+
+
+def preload() -> None:
+    """What every kernel imports before the student's first cell, imported once here."""
+    import ipykernel.ipkernel
+    import ipykernel.kernelapp  # noqa: F401
+    import IPython.core.interactiveshell  # noqa: F401
+    import torch  # noqa: F401
+
+    import attention_course.grading.agent  # noqa: F401
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    preload()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(cfg["control_socket"])
+    os.chmod(cfg["control_socket"], 0o600)
+    listener.listen(1)
+    sys.stdout.write(f"ready {threads()}\n")
+    sys.stdout.flush()
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            _serve_one(conn, cfg)
+
+
+if __name__ == "__main__":
+    main()
