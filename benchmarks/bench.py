@@ -327,9 +327,9 @@ def bench_grading(tmp: Path, students: int, assignments: list[str] | None = None
 
 def grader() -> dict:
     """What graded: the course grader's version (bumped when grading changes what it measures)."""
-    from attention_course.grading.options import GRADER_GENERATION
-
     from grading import floor_seconds  # benchmarks/grading.py: one kernel start + `import torch`
+
+    from attention_course.grading.options import GRADER_GENERATION
 
     return {
         "version": GRADER_GENERATION,

@@ -13,7 +13,8 @@ from attention_course.grading.sandbox import NOTEBOOK_SECONDS, Limits
 GRADING_MODULES = ("checks.py", "expect.py", "jupyter_env.py", "leaks.py", "notebooks.py")
 # What the benchmark's grading figures were measured with (benchmarks/results.json): a generation, bumped by hand
 # when grading changes what `make bench` measures. Saved results never depend on it: see `grader_version`.
-GRADER_GENERATION = "4"  # 2: test cells judged outside the kernel; 3: trusted text only, inert feedback; 4: warm kernels
+# 2: test cells judged outside the kernel; 3: trusted text only, inert feedback; 4: warm kernels
+GRADER_GENERATION = "4"
 
 
 @cache
