@@ -52,7 +52,12 @@ venv:
 	  cp requirements.lock $(STAMP); \
 	fi
 
+# The execution cache keys each page on its own code only; pages also run the course package (plots, diagrams),
+# so the cache is emptied whenever that package's code changed since the last build (no page shows a stale figure).
 book: venv
+	@sha=$$(cat $$(ls attention_course/*.py | sort) | sha256sum | cut -c1-16); mkdir -p _build; \
+	if [ "$$(cat _build/.course-code 2>/dev/null)" != "$$sha" ]; then rm -rf _build/.jupyter_cache; fi; \
+	echo "$$sha" > _build/.course-code
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 
 test: venv system-deps browser-deps
