@@ -217,7 +217,9 @@ class Sandbox:
         ]
 
     def kernel_argv(self) -> list[str]:
-        return self.command([self.python(), "-m", "ipykernel_launcher", *KERNEL_OPTIONS])
+        # nokeys.py: a seccomp filter without the kernel's keyrings (per uid, they would outlive the sandbox)
+        nokeys = [self.python(), "-I", "-S", f"{COURSE_MOUNT}/attention_course/grading/nokeys.py"]
+        return self.command([*nokeys, self.python(), "-m", "ipykernel_launcher", *KERNEL_OPTIONS])
 
 
 # the kernel's options, cold (`Sandbox.kernel_argv`) or forked from a warm template (template.py)
@@ -451,6 +453,8 @@ def processes_of(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry}/status") as fh:
                 for line in fh:
+                    if line.startswith("State:") and line.split()[1] == "Z":
+                        break  # a zombie cannot be killed: its parent (never the worker's) reaps it
                     if line.startswith("Uid:"):
                         if int(line.split()[1]) == uid:
                             pids.append(int(entry))

@@ -12,17 +12,24 @@ the uid, the limits and the cgroup are fixed when the worker starts it.
 For each request on the control socket (warm_client.py, the "kernel" process jupyter_client starts), in a single
 thread, it forks; the child, still root:
 1. takes the log descriptors as stdout/stderr, /dev/null as stdin, and closes every other inherited descriptor;
-2. enters mount, System V IPC and network namespaces of its own (the network: loopback only, as in a cold
-   sandbox): fresh sized tmpfs on /tmp and /var/tmp, the control and cgroup folders
-   hidden under empty read-only tmpfs, every other writable mount (the sandbox's root, /dev) made read-only, so
-   the only writable places are this student's fresh folders and nothing can be left for the next child;
+2. enters mount, System V IPC, network (loopback only, as in a cold sandbox) and PID namespaces of its own: fresh
+   sized tmpfs on /tmp and /var/tmp, every other writable mount (the sandbox's root, /dev) made read-only, the
+   control and cgroup folders hidden under empty read-only tmpfs, so the only writable places are this
+   student's fresh folders and nothing can be left for the next child;
 3. joins the student's cgroup (writing 0 to its `cgroup.procs`), sets the kernel's limits (address space,
-   processes, CPU seconds, file size, open files, no core files);
-4. drops every capability (bounding, inheritable, ambient sets), its groups, and becomes the leased uid for
-   good (`setresuid`, no new privileges, killed with the template), and checks in `/proc/self/status` that no
-   capability is left; any failure ends the child before it runs anything of the student;
+   processes, CPU seconds, file size, open files, no core files), and forks the first process of the new PID
+   namespace (`_init`), which mounts a /proc of that namespace alone, forks the kernel as pid 2 and reaps every
+   process of the namespace until the kernel ends (so no process of the student's ever becomes the template's
+   child: `clone(CLONE_PARENT)` makes children of `_init`); the namespace dies with it;
+4. the kernel drops every capability (bounding, inheritable, ambient sets), its groups, and becomes the leased
+   uid for good (`setresuid`, no new privileges, killed with its parent), checks in `/proc/self/status` that no
+   capability is left, and installs the seccomp filter of nokeys.py (no kernel keyrings, which are per uid);
+   any failure ends the child before it runs anything of the student;
 5. reseeds Python's `random` (each cold kernel has its own seed) and starts the kernel (`IPKernelApp`) with
    the same options as a cold kernel.
+
+What every kernel of one template shares, by design, is the template's own state, which holds nothing of any
+student: its memory layout (address-space randomisation is per exec, not per fork) and Python's hash secret.
 
 Threads: the template never runs a torch operation, so neither torch's intra-op pool nor OpenMP's exists when it
 forks; before every fork it checks that it has exactly one thread (`/proc/self/task`) and refuses otherwise. The
@@ -39,11 +46,11 @@ import signal
 import socket
 import sys
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 4, 24, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 FAILED = 97  # the exit status of a child that could not be confined (it never ran student code)
 
@@ -81,11 +88,12 @@ def _writable_mounts() -> list[tuple[str, int]]:
 
 
 def confine(cfg: dict) -> None:
-    """Steps 2-4 of the module's docstring, in the forked child (root until the end of this function)."""
+    """Steps 2-3 of the module's docstring, in the forked child (root)."""
     lim = cfg["limits"]
     # a network (loopback only) and System V IPC of its own, as a cold sandbox has: nothing a student leaves in
     # shared memory segments or message queues, or binds to, outlives this child
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | (0 if cfg.get("network") else CLONE_NEWNET)), "unshare")
+    namespaces = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (0 if cfg.get("network") else CLONE_NEWNET)
+    _check(_libc.unshare(namespaces), "unshare")
     if not cfg.get("network"):
         import fcntl
         import struct
@@ -124,7 +132,6 @@ def confine(cfg: dict) -> None:
     ):
         resource.setrlimit(limit, (value, value))
     os.chdir(cfg["work_dir"])
-    _drop_privileges(int(cfg["uid"]))
 
 
 class _CapHeader(ctypes.Structure):
@@ -159,9 +166,15 @@ def _drop_privileges(uid: int) -> None:
         raise OSError("no_new_privs is not set")
 
 
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
 def _child(cfg: dict, log_fds: list[int]) -> None:
-    """The forked child: never returns."""
-    code = FAILED
+    """The forked child, in the template's PID namespace: confines itself (steps 1-3), then starts the kernel's
+    own PID namespace, whose first process (`_init`) reaps everything in it and ends with the kernel. Exits with
+    the kernel's status; never returns."""
     try:
         os.setsid()
         null = os.open("/dev/null", os.O_RDONLY)
@@ -173,14 +186,70 @@ def _child(cfg: dict, log_fds: list[int]) -> None:
             os.dup2(null, 1)
             os.dup2(null, 2)
         os.closerange(3, 1 << 16)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         confine(cfg)
+        init = os.fork()  # pid 1 of the kernel's PID namespace
     except BaseException as exc:
+        _failed("confining the child", exc)
+    if init == 0:
+        _init(cfg)
+    signal.signal(signal.SIGINT, lambda *_: os.kill(init, signal.SIGINT))  # an interrupt, passed down
+    while True:
         try:
-            os.write(2, f"warm kernel: confining the child failed: {exc!r}\n".encode())
-        finally:
+            _, status = os.waitpid(init, 0)
+            os._exit(_exit_code(status))
+        except ChildProcessError:
             os._exit(FAILED)
+
+
+def _failed(what: str, exc: BaseException) -> None:
+    try:
+        os.write(2, f"warm kernel: {what} failed: {exc!r}\n".encode())
+    finally:
+        os._exit(FAILED)
+
+
+def _init(cfg: dict) -> None:
+    """Pid 1 of the kernel's own PID namespace (root, not the student's): a fresh /proc that shows this namespace
+    only, then the kernel as pid 2 (as in a cold sandbox), then reap every process of the namespace (a student's
+    `clone(CLONE_PARENT)` makes siblings of the kernel: children of this process, never of the template) until
+    the kernel ends. When this process ends, the kernel kills every process left in the namespace."""
+    try:
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "dying with the child")
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        for sub in ("sys", "sysrq-trigger", "irq", "bus"):  # read-only, as bubblewrap leaves them
+            path = f"/proc/{sub}"
+            if os.path.exists(path):
+                _mount(path, path, None, MS_BIND | MS_REC)
+                _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        kernel = os.fork()
+    except BaseException as exc:
+        _failed("starting the kernel's namespace", exc)
+    if kernel == 0:
+        _kernel(cfg)
+    signal.signal(signal.SIGINT, lambda *_: os.kill(kernel, signal.SIGINT))
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(FAILED)
+        if pid == kernel:
+            os._exit(_exit_code(status))
+
+
+def _kernel(cfg: dict) -> None:
+    """The kernel (pid 2 of its namespace): drops every privilege (step 4), then runs the student's notebook."""
+    code = FAILED
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _drop_privileges(int(cfg["uid"]))
+        _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable, as a cold kernel")  # its own processes only
+        from attention_course.grading import nokeys
+
+        nokeys.install()  # no kernel keyrings: they are per uid and would outlive the sandbox
+    except BaseException as exc:
+        _failed("dropping privileges", exc)
     try:
         import random
 
@@ -247,7 +316,8 @@ def preload() -> None:
     import IPython.core.interactiveshell  # noqa: F401
     import torch  # noqa: F401
 
-    import attention_course.grading.agent  # noqa: F401
+    import attention_course.grading.agent
+    import attention_course.grading.nokeys  # noqa: F401
 
 
 def main() -> None:
@@ -264,6 +334,12 @@ def main() -> None:
         conn, _ = listener.accept()
         with conn:
             _serve_one(conn, cfg)
+        while True:  # anything else that became a child of the template (nothing should): reaped, not kept
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
 
 
 if __name__ == "__main__":

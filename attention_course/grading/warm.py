@@ -3,8 +3,9 @@ and the kernel imported once; each submission's kernel is forked from it and con
 
 The worker (trusted, root, outside) owns a fixed slot for its leased uid, `SLOT_ROOT/<uid>`: `work/` and `ipc/`
 (each job mounts the student's fresh sized tmpfs there, as the cold path does on its own folders) and
-`control/` (the template's socket, root-only). The slot is a shared mount, so the tmpfs a job mounts on `work/`
-reaches the template's mount view (bubblewrap makes it a slave: nothing mounted inside comes back). The cgroup
+`control/` (the template's socket, root-only). SLOT_ROOT is one shared mount (made once per machine), so the
+tmpfs a job mounts on `work/` reaches the template's mount view (bubblewrap makes it a slave: nothing mounted
+inside comes back). The cgroup
 folders of the sandboxes are bound into the template so that a child can join its student's cgroup.
 
 `template_for(job)` gives the worker's template (started on first use, restarted if it died, rebuilt when the
@@ -72,6 +73,14 @@ def _run(*argv: str) -> None:
         raise WarmUnavailable(f"{' '.join(argv)}: {proc.stderr.strip()[:200]}")
 
 
+def _shared_root() -> None:
+    """SLOT_ROOT as one shared mount for the machine (made once, kept): what a job mounts under a slot's `work/`
+    or `ipc/` then appears in the view of the template that binds that folder."""
+    if not os.path.ismount(SLOT_ROOT):
+        _run("mount", "--bind", str(SLOT_ROOT), str(SLOT_ROOT))
+    _run("mount", "--make-shared", str(SLOT_ROOT))
+
+
 class Template:
     def __init__(self, uid: int, package_dir: Path, limits: Limits):
         self.uid, self.package_dir, self.limits = uid, package_dir, limits
@@ -88,7 +97,7 @@ class Template:
         return self.process is not None and self.process.poll() is None
 
     def _unmount_slot(self) -> None:
-        for path in (self.work, self.ipc, self.slot):
+        for path in (self.work, self.ipc):
             for _ in range(4):  # stacked mounts left by a worker that died
                 if not os.path.ismount(path):
                     break
@@ -101,8 +110,7 @@ class Template:
             folder.mkdir(parents=True, exist_ok=True)
         os.chmod(self.control, 0o700)
         self.socket.unlink(missing_ok=True)
-        _run("mount", "--bind", str(self.slot), str(self.slot))
-        _run("mount", "--make-shared", str(self.slot))
+        _shared_root()
         parents = cgroup_parents()
         binds = [(str(self.control), CONTROL)] + [(str(p), f"{CGROUPS}/{c}") for c, p in parents.items()]
         sandbox = Sandbox(self.package_dir, self.work, self.ipc, uid=self.uid, limits=self.limits)
@@ -169,8 +177,25 @@ def template_for(job: dict) -> tuple[Template | None, str]:
             log.warning("warm kernels unavailable, grading with cold kernels: %s", _FAILED)
             return None, f"cold: {_FAILED}"
         log.info("warm template for uid %s started in %.1f s", wanted.uid, time.monotonic() - start)
+        if _TEMPLATE is None and not _STOPPED_AT_EXIT:
+            _stop_at_exit()
         _TEMPLATE = wanted
     return _TEMPLATE, "warm"
+
+
+_STOPPED_AT_EXIT: list = []
+
+
+def _stop_at_exit() -> None:
+    """Stop the template (and unmount the slot's folders) when this worker process exits: a pool's worker ends
+    through multiprocessing, which runs its finalizers but not `atexit`."""
+    from multiprocessing import util
+
+    def stop() -> None:
+        if _TEMPLATE is not None:
+            _TEMPLATE.stop()
+
+    _STOPPED_AT_EXIT.append(util.Finalize(None, stop, exitpriority=10))
 
 
 def discard(why: str) -> None:
