@@ -4,10 +4,12 @@ Every test here FAILS on the warm-kernel commit it was written against; each one
 must give. One worker (JOBS=1) grades `a-planter` and then `b-victim`, so the victim's kernel is forked from
 the same template right after the planter's (tests/adversarial/warm_redteam.py):
 
-- the planter makes 200 processes with clone(CLONE_PARENT): their parent is the template, which never waits
+- the planter makes ~245 processes with clone(CLONE_PARENT): their parent is the template, which never waits
   for them, so they stay zombies of the template (owned by the leased uid) for the whole run. The worker's
   reap(uid) sees them and cannot kill them: it waits its full 60 s before and after every later notebook of
-  that worker, and every later kernel sees them (a channel: their names and exit codes are the planter's);
+  that worker; they fill the uid's RLIMIT_NPROC, so no later kernel of the worker can start a thread or a
+  process (an honest answer that computes in a thread loses its points); and every later kernel sees them (a
+  channel: their names and exit codes are the planter's);
 - the planter writes keys into the uid's user and user-session keyrings: the next kernel of the same leased
   uid reads them (this one holds for cold kernels too: the keyrings are per uid, not per namespace);
 - the victim reads what the template's process says about the previous kernels: its children's CPU time
@@ -45,8 +47,8 @@ def graded(tmp_path_factory):
     release = nbt.read(ROOT / "exercises" / ASSIGNMENT / NB)
     ref = nbt.reference_answers(nbt.read(ROOT / "solutions" / ASSIGNMENT / NB))
     answers = {
-        "a-planter": {"softmax": rt.PLANTER + rt.ZOMBIES.format(count=200, mark=ZOMBIE_NAME) + ref["softmax"]},
-        "b-victim": {"softmax": rt.VICTIM + rt.TASKS + ref["softmax"]},
+        "a-planter": {"softmax": rt.PLANTER + rt.ZOMBIES.format(count=400, mark=ZOMBIE_NAME) + ref["softmax"]},
+        "b-victim": {"softmax": rt.VICTIM + rt.TASKS + ref["softmax"] + rt.THREADED},
     }
     for student, changed in answers.items():
         folder = course / "submitted" / student / ASSIGNMENT
@@ -67,16 +69,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.sandbox, sandboxed]
 
 def test_the_attacks_really_ran_warm(graded):
     assert "kernels: 2 warm (forked from each worker's template)\n" in graded["out"], graded["out"][-3000:]
-    assert "made: 200" in graded["planter"], graded["planter"]
+    assert int(re.search(r"made: (\d+)", graded["planter"]).group(1)) >= 200, graded["planter"]
     assert "planted keys: ['session', 'user', 'user-session']" in graded["planter"], graded["planter"]
-    full = graded["rows"]["b-victim"]["max_score"]
-    assert graded["rows"]["b-victim"]["score"] == full
 
 
 def test_no_process_of_a_kernel_outlives_it_as_a_zombie_of_the_template(graded):
     """clone(CLONE_PARENT) from the kernel: the template (pid 2) is the parent, never waits: zombies for good."""
     assert "zombies seen: 0 " in graded["victim"], graded["victim"]
     assert ZOMBIE_NAME not in graded["victim"], graded["victim"]
+
+
+def test_a_kernel_cannot_take_points_from_the_next_student(graded):
+    """The zombies count against the leased uid's RLIMIT_NPROC (256) for good: the planter fills it (the pids
+    cgroup lets it make ~245), and the next kernel of the worker cannot start a single thread. The victim's
+    softmax is the reference's, computed in a one-thread pool: 10/10 in a cold kernel (and in a warm one with no
+    planter before it); after the planter, 6/10 (`RuntimeError: can't start new thread`)."""
+    row = graded["rows"]["b-victim"]
+    victim_line = next(line for line in graded["out"].splitlines() if line.strip().startswith("b-victim"))
+    assert float(row["score"]) == float(row["max_score"]), victim_line
 
 
 def test_a_kernel_cannot_slow_down_the_notebooks_after_it(graded):

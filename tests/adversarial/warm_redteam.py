@@ -117,3 +117,13 @@ print("limits:", [l[:26].strip() + "=" + l[26:47].strip() for l in open("/proc/s
 print("rw mounts:", sorted({l.split()[4] for l in open("/proc/self/mountinfo") if "rw" in l.split()[5].split(",")}))
 print("fds:", sorted(_co.listdir("/proc/self/fd"), key=int)[:12])
 """
+
+# An honest answer that computes in a worker thread (the reference's softmax, called from a one-thread pool): full
+# marks in a cold kernel (the scan flags the thread, the score stands).
+THREADED = """
+import concurrent.futures as _cf
+_plain_softmax = softmax
+def softmax(*args, **kwargs):
+    with _cf.ThreadPoolExecutor(1) as _pool:
+        return _pool.submit(_plain_softmax, *args, **kwargs).result()
+"""
