@@ -67,7 +67,8 @@ def test_the_attacks_really_ran(graded):
     for where in ("'/var'", "'/run'", "'/'", "'/opt/course'", "'/run/grader-control'"):  # read-only there
         assert where not in left.split("left:")[1], left
     assert "template reached: []" in _outputs(graded["course"], "b-reader")
-    assert "template harmed: []" in _outputs(graded["course"], "c-killer")
+    killer = _outputs(graded["course"], "c-killer")
+    assert "visible: ['1', '2'] me: 2" in killer and "template harmed: []" in killer, killer
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
-"""Red team of warm kernels (report: tests/adversarial/warm_redteam.md): attacks that are NOT contained yet.
+"""Red team of warm kernels (report: tests/adversarial/warm_redteam.md), each attack now contained.
 
-Every test here FAILS on the warm-kernel commit it was written against; each one states the behaviour a fix
-must give. One worker (JOBS=1) grades `a-planter` and then `b-victim`, so the victim's kernel is forked from
+Every test here failed on the warm-kernel commit the red team attacked (2026-12-08); each states the behaviour
+the fix gives. One worker (JOBS=1) grades `a-planter` and then `b-victim`, so the victim's kernel is forked from
 the same template right after the planter's (tests/adversarial/warm_redteam.py):
 
 - the planter makes ~245 processes with clone(CLONE_PARENT): their parent is the template, which never waits
@@ -70,7 +70,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.sandbox, sandboxed]
 def test_the_attacks_really_ran_warm(graded):
     assert "kernels: 2 warm (forked from each worker's template)\n" in graded["out"], graded["out"][-3000:]
     assert int(re.search(r"made: (\d+)", graded["planter"]).group(1)) >= 200, graded["planter"]
-    assert "planted keys: ['session', 'user', 'user-session']" in graded["planter"], graded["planter"]
+    # the keyrings: every add_key is refused in the sandbox (nokeys.py's seccomp filter), so nothing is planted
+    assert "planted keys: []" in graded["planter"], graded["planter"]
 
 
 def test_no_process_of_a_kernel_outlives_it_as_a_zombie_of_the_template(graded):
@@ -103,19 +104,18 @@ def test_nothing_crosses_through_the_uids_keyrings(graded):
 
 
 def test_a_kernel_learns_nothing_of_the_kernels_before_it(graded):
-    """Warm only: every kernel of one template shares Python's hash secret and the address layout (ASLR: the
-    same addresses as the root template's); the template's /proc/2/stat shows the CPU time of the kernels it
-    forked before; the kernel's pid counts the tasks that ran before it (a cold kernel is always pid 2)."""
+    """The template's /proc/2/stat showed the CPU time of the kernels it forked before, and the kernel's pid
+    counted the tasks that ran before it: each kernel now has a PID namespace of its own (pid 2, as a cold
+    kernel) and a /proc of that namespace only. What every kernel of one template still shares by design is the
+    template's own state, which holds nothing of any student: Python's hash secret and the address layout (the
+    grading README says so); both are checked here to be the template's and nothing else."""
     planter = re.search(r"planter pid: (\d+) hash: (-?\d+) layout: (\S+ \S+)", graded["planter"]).groups()
     victim = re.search(r"victim pid: (\d+) hash: (-?\d+) layout: (\S+ \S+)", graded["victim"]).groups()
     cutime, cstime = re.search(r"\(cutime, cstime\): (\d+) (\d+)", graded["victim"]).groups()
     learned = []
-    if planter[1] == victim[1]:
-        learned.append(f"the same hash secret: hash() {victim[1]}")
-    if planter[2] == victim[2]:
-        learned.append(f"the same address layout: {victim[2]}")
     if int(cutime) + int(cstime) > 1:
         learned.append(f"the previous kernels' CPU ticks in /proc/2/stat: {cutime} {cstime}")
-    if int(victim[0]) != int(planter[0]):
+    if int(victim[0]) != 2 or int(planter[0]) != 2:
         learned.append(f"tasks that ran before: the planter was pid {planter[0]}, the victim is pid {victim[0]}")
     assert learned == [], learned
+    assert planter[1:] == victim[1:]  # the template's hash secret and layout, shared (above), and nothing else

@@ -6,8 +6,9 @@ each kernel is forked from the same template as the one before it.
   writing into the worker's fixed work folder, a mark in an imported module's state;
 - `b-reader` looks for what it inherited from the template: open descriptors, the memory, environment and
   descriptors of the other processes it can see, the template's control socket (directly and through /proc);
-- `c-killer` tries to kill, stop, trace and write into the template and the sandbox's first process, then kills
-  every process it may (`kill(-1)`), its own kernel included;
+- `c-killer` tries to kill, stop, trace and write into every other process it can see (the template is not even
+  visible: each kernel has a PID namespace of its own, whose pid 1 is root), then kills every process it may
+  (`kill(-1)`), its own kernel included;
 - `d-probe` is honest and comes last: it looks for everything the others left and prints what it found.
 
 Each attack prints what it managed (the test checks the leaver really wrote and started its daemon, so that the
@@ -101,14 +102,14 @@ print("template reached:", _reached)
 
 KILLER = """import ctypes, os, signal
 _done = []
-for _pid in (1, 2):
+_libc = ctypes.CDLL(None, use_errno=True)
+for _pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
     for _sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGKILL):
         try:
             os.kill(_pid, _sig)
             _done.append(f"signal {_sig} to {_pid}")
         except OSError:
             pass
-    _libc = ctypes.CDLL(None, use_errno=True)
     if _libc.ptrace(16, _pid, 0, 0) == 0:  # PTRACE_ATTACH
         _done.append(f"traced {_pid}")
     try:
@@ -116,9 +117,16 @@ for _pid in (1, 2):
             _done.append(f"opened the memory of {_pid}")
     except OSError:
         pass
+print("visible:", sorted(p for p in os.listdir("/proc") if p.isdigit()), "me:", os.getpid())
 print("template harmed:", _done)
 """
-KILL_ALL = "import os, signal\nos.kill(-1, signal.SIGKILL)  # all it may signal but itself\nos.kill(os.getpid(), signal.SIGKILL)\n"
+KILL_ALL = """import os, signal
+try:
+    os.kill(-1, signal.SIGKILL)  # every process it may signal but itself (none: ProcessLookupError)
+except ProcessLookupError:
+    pass
+os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 PROBE = f"""import ctypes, os, socket, torch
 _seen = []
