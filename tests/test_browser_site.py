@@ -299,7 +299,8 @@ DIAGRAMS_JS = """() => Array.from(document.querySelectorAll('figure svg[data-dia
             left: r.left, right: r.right, shown: r.width, height: r.height, natural: svg.viewBox.baseVal.width,
             naturalHeight: svg.viewBox.baseVal.height, smallestFont: Math.min(...sizes),
             figureRight: svg.closest('figure').getBoundingClientRect().right,
-            viewport: document.documentElement.clientWidth};
+            viewport: document.documentElement.clientWidth,
+            pageWidth: document.documentElement.scrollWidth};
 })"""
 
 
@@ -309,7 +310,7 @@ def test_diagrams_fit_the_window_and_stay_legible(browser, site, page, width):
     """Each concept diagram is an inline SVG (no `<img>`) whose text is text in the page's DOM, selectable; it has
     its alt text as `role="img"` + `aria-label` + `<title>`; it and its figure lie inside the window, it keeps its
     proportions, and its smallest text, scaled as shown, is at least 8 px high on a 375-pixel
-    phone and shown at full size (14 px) at 1280 pixels."""
+    phone and shown at full size (14 px) at 1280 pixels. The page itself never scrolls sideways."""
     names = [c.metadata["mystnb"]["figure"]["name"] for c in diagram_cells(page)]
     context = browser.new_context(viewport={"width": width, "height": 900}, service_workers="block")
     try:
@@ -326,6 +327,7 @@ def test_diagrams_fit_the_window_and_stay_legible(browser, site, page, width):
             assert words and all(t in selected for t in words), f"{page}: {name}: text not selected"
             assert figure["left"] >= 0 and figure["right"] <= figure["viewport"] + 0.5, f"{page}: {name} overflows"
             assert figure["figureRight"] <= figure["viewport"] + 0.5, f"{page}: {name}'s figure overflows"
+            assert figure["pageWidth"] <= figure["viewport"], f"{page} is wider than the window (sideways scrolling)"
             ratio = figure["height"] / figure["shown"]
             assert abs(ratio - figure["naturalHeight"] / figure["natural"]) < 0.01, f"{page}: {name} is distorted"
             smallest = figure["smallestFont"] * figure["shown"] / figure["natural"]

@@ -45,8 +45,14 @@ def graded(tmp_path_factory):
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbt.write(nbt.with_answers(release, {**ref, **changed}), folder / NB)
+    mounts = len(warm.mount_points())
     proc = make_grade(course, ASSIGNMENT, "--no-progress --cell-timeout 60", jobs=1)
-    return {"course": course, "out": proc.stdout, "rows": {r["student_id"]: r for r in grades_rows(course)}}
+    return {
+        "course": course,
+        "out": proc.stdout,
+        "rows": {r["student_id"]: r for r in grades_rows(course)},
+        "mounts": (mounts, len(warm.mount_points())),
+    }
 
 
 @pytest.mark.slow
@@ -54,6 +60,8 @@ def graded(tmp_path_factory):
 @sandboxed
 def test_every_kernel_was_forked_from_the_template(graded):
     assert "kernels: 4 warm (forked from each worker's template)\n" in graded["out"], graded["out"][-3000:]
+    before, after = graded["mounts"]  # the machine's mounts: at most the slot root's, made once, is left
+    assert after <= before + 1, f"{after - before} mounts left by one grading run"
 
 
 @pytest.mark.slow

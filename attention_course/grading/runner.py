@@ -122,7 +122,9 @@ async def _execute(job: dict, link_factory, template) -> dict:
     reap(uid)
     cgroup = SandboxCgroup.create(str(uid), limits)
     for folder in (work, ipc):  # left mounted by an earlier attempt whose worker was killed (it is retried)
-        while os.path.ismount(folder):
+        for _ in range(8):
+            if not os.path.ismount(folder):
+                break
             scratch_unmount(folder)
     if planned.exists():
         shutil.rmtree(job_work, ignore_errors=True)

@@ -73,12 +73,21 @@ def _run(*argv: str) -> None:
         raise WarmUnavailable(f"{' '.join(argv)}: {proc.stderr.strip()[:200]}")
 
 
+def mount_points() -> list[str]:
+    """The mount points of this mount namespace, as `/proc/self/mountinfo` lists them (a bind mount of a folder of
+    the same file system is one too, which `os.path.ismount` cannot tell)."""
+    with open("/proc/self/mountinfo") as fh:
+        return [line.split()[4].encode().decode("unicode_escape") for line in fh]
+
+
 def _shared_root() -> None:
     """SLOT_ROOT as one shared mount for the machine (made once, kept): what a job mounts under a slot's `work/`
-    or `ipc/` then appears in the view of the template that binds that folder."""
-    if not os.path.ismount(SLOT_ROOT):
+    or `ipc/` then appears in the view of the template that binds that folder. Never bound twice: a bind of a
+    shared mount onto itself propagates to its peers and doubles the mounts at every start."""
+    SLOT_ROOT.mkdir(parents=True, exist_ok=True)
+    if str(SLOT_ROOT) not in mount_points():
         _run("mount", "--bind", str(SLOT_ROOT), str(SLOT_ROOT))
-    _run("mount", "--make-shared", str(SLOT_ROOT))
+        _run("mount", "--make-shared", str(SLOT_ROOT))
 
 
 class Template:
