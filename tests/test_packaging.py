@@ -22,7 +22,7 @@ from helpers import ROOT, gradebook_scores, run, write_class
 
 PACKAGE = ROOT / "attention_course"
 # Imported only by the parts an extra installs: extra -> top-level modules.
-OPTIONAL = {"cluster": {"dask", "distributed"}, "book": {"IPython", "jupytext", "sphinx", "yaml"}}
+OPTIONAL = {"cluster": {"dask", "distributed"}, "book": {"IPython", "docutils", "jupytext", "sphinx", "yaml"}}
 # Imported, on purpose not declared: module -> why.
 UNDECLARED = {"d2l": "d2l 1.0.3 pins numpy 1.23 and matplotlib 3.7; installed with --no-deps (requirements-d2l.txt)"}
 
