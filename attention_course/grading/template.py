@@ -49,7 +49,7 @@ import sys
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 32, 4096, 8192, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 4, 24, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 FAILED = 97  # the exit status of a child that could not be confined (it never ran student code)
@@ -101,9 +101,21 @@ def confine(cfg: dict) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the template, nor back
+    # mounts under /tmp or /var/tmp (a course or virtual environment kept in /tmp) are moved aside, the fresh
+    # tmpfs mounted, and moved back: a fresh /tmp must not hide them
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4].encode().decode("unicode_escape") for line in fh]
+    below = sorted({p for p in points if p.startswith(("/tmp/", "/var/tmp/"))}, key=len)
+    top = [p for p in below if not any(p.startswith(q + "/") for q in below if q != p)]
+    for i, point in enumerate(top):
+        os.makedirs(f"/.warm-stage/{i}", exist_ok=True)
+        _mount(point, f"/.warm-stage/{i}", None, MS_MOVE)
     tmp_options = f"size={lim['disk_bytes']},mode=1777"
     for target in ("/tmp", "/var/tmp"):
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, tmp_options)
+    for i, point in enumerate(top):
+        os.makedirs(point, mode=0o755, exist_ok=True)
+        _mount(f"/.warm-stage/{i}", point, None, MS_MOVE)
     for path in cfg.get("cgroup_procs", []):
         with open(path, "w") as fh:  # 0: the writing process itself, in any PID namespace
             fh.write("0")
