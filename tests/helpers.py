@@ -134,3 +134,11 @@ def grades_rows(course: Path) -> list[dict]:
     """The rows of the course's grades.csv (one per roster student of the last graded assignment)."""
     with open(course / "grades.csv", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def kernel_outputs(course: Path, student: str, assignment: str) -> str:
+    """The text outputs of a student's autograded notebook (what the kernel printed before the first test)."""
+    from attention_course import notebooks as nbt
+
+    nb = nbt.read(course / "autograded" / student / assignment / f"{assignment}.ipynb")
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

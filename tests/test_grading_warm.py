@@ -13,7 +13,7 @@ import threading
 
 import pytest
 from adversarial import template_attacks as attacks
-from helpers import ROOT, copy_course, grades_rows, make_grade
+from helpers import ROOT, copy_course, grades_rows, kernel_outputs, make_grade
 
 from attention_course import notebooks as nbt
 from attention_course.grading import warm
@@ -26,8 +26,7 @@ NB = f"{ASSIGNMENT}.ipynb"
 
 
 def _outputs(course, student: str) -> str:
-    nb = nbt.read(course / "autograded" / student / ASSIGNMENT / NB)
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return kernel_outputs(course, student, ASSIGNMENT)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import re
 
 import pytest
 from adversarial import warm_redteam as rt
-from helpers import ROOT, copy_course, grades_rows, make_grade
+from helpers import ROOT, copy_course, grades_rows, kernel_outputs, make_grade
 
 from attention_course import notebooks as nbt
 from attention_course.grading.sandbox import available
@@ -37,8 +37,7 @@ ZOMBIE_NAME = "rt-zombie"
 
 
 def _outputs(course, student: str) -> str:
-    nb = nbt.read(course / "autograded" / student / ASSIGNMENT / NB)
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return kernel_outputs(course, student, ASSIGNMENT)
 
 
 @pytest.fixture(scope="module")
