@@ -72,18 +72,20 @@ def threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def _mounts() -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of every mount of this namespace."""
+    with open("/proc/self/mountinfo") as fh:
+        return [(f[4].encode().decode("unicode_escape"), set(f[5].split(","))) for f in map(str.split, fh)]
+
+
 def _writable_mounts() -> list[tuple[str, int]]:
     """(mount point, per-mount flags) of every mount of this namespace that is mounted read-write."""
     found = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            fields = line.split()
-            point = fields[4].encode().decode("unicode_escape")
-            options = set(fields[5].split(","))
-            if "rw" in options:
-                flags = (MS_NOSUID if "nosuid" in options else 0) | (MS_NODEV if "nodev" in options else 0)
-                flags |= MS_NOEXEC if "noexec" in options else 0
-                found.append((point, flags))
+    for point, options in _mounts():
+        if "rw" in options:
+            flags = (MS_NOSUID if "nosuid" in options else 0) | (MS_NODEV if "nodev" in options else 0)
+            flags |= MS_NOEXEC if "noexec" in options else 0
+            found.append((point, flags))
     return found
 
 
@@ -103,9 +105,7 @@ def confine(cfg: dict) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the template, nor back
     # mounts under /tmp or /var/tmp (a course or virtual environment kept in /tmp) are moved aside, the fresh
     # tmpfs mounted, and moved back: a fresh /tmp must not hide them
-    with open("/proc/self/mountinfo") as fh:
-        points = [line.split()[4].encode().decode("unicode_escape") for line in fh]
-    below = sorted({p for p in points if p.startswith(("/tmp/", "/var/tmp/"))}, key=len)
+    below = sorted({p for p, _ in _mounts() if p.startswith(("/tmp/", "/var/tmp/"))}, key=len)
     top = [p for p in below if not any(p.startswith(q + "/") for q in below if q != p)]
     for i, point in enumerate(top):
         os.makedirs(f"/.warm-stage/{i}", exist_ok=True)
