@@ -44,6 +44,10 @@ def graded(tmp_path_factory):
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbt.write(nbt.with_answers(release, {**ref, **changed}), folder / NB)
+    for name in ("resource", "fcntl", "struct", "random"):  # shadows of what a forked child imports while still
+        # root: the template never has the student's folder on sys.path, so none of them runs (they would end the
+        # child, the kernel would start cold and the test below would see it)
+        (course / "submitted" / "a-leaver" / ASSIGNMENT / f"{name}.py").write_text("raise SystemExit(3)\n")
     mounts = len(warm.mount_points())
     proc = make_grade(course, ASSIGNMENT, "--no-progress --cell-timeout 60", jobs=1)
     return {

@@ -39,11 +39,14 @@ children create their pools themselves after the fork (OMP_NUM_THREADS=1 as in a
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
+import resource
 import select
 import signal
 import socket
+import struct
 import sys
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
@@ -97,9 +100,6 @@ def confine(cfg: dict) -> None:
     namespaces = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (0 if cfg.get("network") else CLONE_NEWNET)
     _check(_libc.unshare(namespaces), "unshare")
     if not cfg.get("network"):
-        import fcntl
-        import struct
-
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the template, nor back
@@ -132,8 +132,6 @@ def confine(cfg: dict) -> None:
         raise OSError(f"still writable: {left}")
     for hidden in cfg["hide"]:  # the control socket and the cgroups: out of sight, under an empty folder
         _mount("tmpfs", hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4096,mode=0555")
-    import resource
-
     for limit, value in (
         (resource.RLIMIT_AS, max(lim["address_bytes"], lim["memory_bytes"])),
         (resource.RLIMIT_NPROC, lim["processes"]),
@@ -166,7 +164,7 @@ def _drop_privileges(uid: int) -> None:
     data = (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), data), "clearing the inheritable capabilities")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no new privileges")
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "dying with the template")
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "dying with its namespace's init")
     with open("/proc/self/status") as fh:
         status = dict(line.split(":", 1) for line in fh if ":" in line)
     for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
@@ -197,7 +195,8 @@ def _child(cfg: dict, log_fds: list[int]) -> None:
         else:
             os.dup2(null, 1)
             os.dup2(null, 2)
-        os.closerange(3, 1 << 16)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "dying with the template")
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         confine(cfg)

@@ -136,7 +136,8 @@ class Template:
         }
         caps = [arg for cap in CAPABILITIES for arg in ("--cap-add", cap)]
         argv = [*sandbox.bwrap(tuple(binds)), *caps, "--"]
-        argv += [sandbox.python(), "-m", "attention_course.grading.template", json.dumps(cfg)]
+        # -P: the template's working folder (the slot's work/, which holds each job's files) is never on sys.path
+        argv += [sandbox.python(), "-P", "-m", "attention_course.grading.template", json.dumps(cfg)]
         with open(self.log_path, "wb") as errors:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
         assert self.process.stdout is not None
